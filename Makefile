@@ -1,0 +1,54 @@
+# Faro's build, test and demo entry points. `make test` is what CI runs.
+GO        ?= go
+BIN       := bin
+TESTENV   ?= $(CURDIR)/.cache/testenv
+export FARO_TESTENV_ASSETS := $(TESTENV)
+
+PLUGINS   := $(notdir $(wildcard plugins/examples/*))
+
+.PHONY: all build test test-unit test-e2e testenv demo plugins fmt lint vet bench clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN)/faro ./cmd/faro
+
+## testenv: build etcd and kube-apiserver from pinned modules (only when missing or re-pinned)
+testenv:
+	hack/testenv/build.sh
+
+## plugins: build the example WASM plugins into bin/plugins
+plugins:
+	@mkdir -p $(BIN)/plugins
+	@for p in $(PLUGINS); do \
+		echo "plugins: $$p"; \
+		GOOS=wasip1 GOARCH=wasm $(GO) build -buildmode=c-shared -o $(BIN)/plugins/$$p.wasm ./plugins/examples/$$p || exit 1; \
+	done
+
+## test: vet, unit tests with the race detector, then the e2e tests against a real apiserver
+test: vet test-unit test-e2e
+
+vet:
+	$(GO) vet ./...
+
+test-unit:
+	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v /test/e2e)
+
+test-e2e: testenv
+	$(GO) test -race -count=1 -timeout 20m ./test/e2e/...
+
+## demo: run Faro against an embedded local test cluster and drive some objects through it
+demo: testenv build
+	$(GO) run ./internal/demo
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+lint: vet
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+clean:
+	rm -rf $(BIN)

@@ -1,0 +1,218 @@
+// Package testcluster starts a real etcd and kube-apiserver on loopback for
+// Faro's e2e tests and `make demo`. It is not part of the watch pipeline: it
+// is the cluster the pipeline watches when no other cluster is at hand.
+//
+// It wraps controller-runtime's envtest, pointed at the binaries that
+// `make testenv` builds from pinned Go modules into .cache/testenv.
+package testcluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+)
+
+// AssetsEnv names the environment variable that overrides where the
+// etcd and kube-apiserver binaries are looked up.
+const AssetsEnv = "FARO_TESTENV_ASSETS"
+
+// Options configures Start. The zero value is usable.
+type Options struct {
+	// AssetsDir holds the etcd and kube-apiserver binaries. Default:
+	// $FARO_TESTENV_ASSETS, else .cache/testenv at the repository root.
+	AssetsDir string
+	// Out and Err receive the control plane's own output; nil discards it.
+	Out, Err io.Writer
+}
+
+// Cluster is a running etcd + kube-apiserver pair.
+type Cluster struct {
+	// Config is an admin (system:masters) client config.
+	Config *rest.Config
+	// Kubeconfig is the path of a kubeconfig file holding Config.
+	Kubeconfig string
+
+	env      *envtest.Environment
+	dir      string
+	stopOnce sync.Once
+	stopErr  error
+	done     chan struct{}
+}
+
+// Start launches etcd and kube-apiserver on free loopback ports, waits until
+// the apiserver is ready and returns the running cluster. The caller must call
+// Stop; a SIGINT or SIGTERM received before that stops the cluster too, and
+// processes orphaned by an earlier crashed run are reaped first.
+func Start(ctx context.Context, opts Options) (*Cluster, error) {
+	assets, err := assetsDir(opts.AssetsDir)
+	if err != nil {
+		return nil, err
+	}
+	reapOrphans(assets)
+
+	dir, err := os.MkdirTemp("", "faro-testcluster-")
+	if err != nil {
+		return nil, err
+	}
+	certDir := filepath.Join(dir, "certs")
+	if err := os.Mkdir(certDir, 0o700); err != nil {
+		return nil, err
+	}
+
+	env := &envtest.Environment{
+		BinaryAssetsDirectory:    assets,
+		ControlPlaneStartTimeout: 90 * time.Second,
+		ControlPlaneStopTimeout:  30 * time.Second,
+	}
+	api := env.ControlPlane.GetAPIServer()
+	// A fixed CertDir makes Stop+Start of the apiserver come back on the same
+	// port with the same serving certificate, so running clients reconnect.
+	api.CertDir = certDir
+	api.Out, api.Err = opts.Out, opts.Err
+	c := &Cluster{env: env, dir: dir, done: make(chan struct{})}
+
+	if _, err := env.Start(); err != nil {
+		_ = env.Stop()
+		_ = os.RemoveAll(dir)
+		return nil, fmt.Errorf("start test cluster from %s: %w", assets, err)
+	}
+	go c.stopOnSignal()
+
+	user, err := env.AddUser(envtest.User{Name: "faro-admin", Groups: []string{"system:masters"}}, nil)
+	if err == nil {
+		c.Config = user.Config()
+		var kc []byte
+		if kc, err = user.KubeConfig(); err == nil {
+			c.Kubeconfig = filepath.Join(dir, "kubeconfig")
+			err = os.WriteFile(c.Kubeconfig, kc, 0o600)
+		}
+	}
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("create admin user: %w", err), c.Stop())
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, errors.Join(err, c.Stop())
+	}
+	return c, nil
+}
+
+// StopAPIServer stops the kube-apiserver and leaves etcd running.
+func (c *Cluster) StopAPIServer() error {
+	return c.env.ControlPlane.GetAPIServer().Stop()
+}
+
+// StartAPIServer starts a stopped kube-apiserver again, on the same port,
+// with the same certificates and against the same etcd.
+func (c *Cluster) StartAPIServer() error {
+	return c.env.ControlPlane.GetAPIServer().Start()
+}
+
+// RestartAPIServer stops and starts the kube-apiserver.
+func (c *Cluster) RestartAPIServer() error {
+	if err := c.StopAPIServer(); err != nil {
+		return err
+	}
+	return c.StartAPIServer()
+}
+
+// SecondAPIServer starts another kube-apiserver on its own port against the
+// same etcd and returns an admin config for it and a stop function. While the
+// first apiserver is down, writes through this one are writes a watching
+// client misses and must catch up on.
+func (c *Cluster) SecondAPIServer() (*rest.Config, func() error, error) {
+	first := c.env.ControlPlane.GetAPIServer()
+	second := &envtest.APIServer{
+		Path:         first.Path,
+		EtcdURL:      first.EtcdURL,
+		StartTimeout: first.StartTimeout,
+		StopTimeout:  first.StopTimeout,
+		Out:          first.Out,
+		Err:          first.Err,
+	}
+	cp := &envtest.ControlPlane{APIServer: second, Etcd: c.env.ControlPlane.Etcd}
+	if err := second.Start(); err != nil {
+		_ = second.Stop()
+		return nil, nil, fmt.Errorf("start second apiserver: %w", err)
+	}
+	user, err := cp.AddUser(envtest.User{Name: "faro-admin", Groups: []string{"system:masters"}}, nil)
+	if err != nil {
+		return nil, nil, errors.Join(err, second.Stop())
+	}
+	return user.Config(), second.Stop, nil
+}
+
+// Stop stops kube-apiserver and etcd and removes the cluster's files. It is
+// safe to call more than once.
+func (c *Cluster) Stop() error {
+	c.stopOnce.Do(func() {
+		c.stopErr = c.env.Stop()
+		if err := os.RemoveAll(c.dir); err != nil {
+			c.stopErr = errors.Join(c.stopErr, err)
+		}
+		close(c.done)
+	})
+	return c.stopErr
+}
+
+// stopOnSignal stops the cluster when the process is interrupted, then lets
+// the signal take its default course. It returns once the cluster stopped.
+func (c *Cluster) stopOnSignal() {
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	select {
+	case sig := <-sigs:
+		_ = c.Stop()
+		signal.Reset(sig)
+		_ = syscall.Kill(os.Getpid(), sig.(syscall.Signal))
+	case <-c.done:
+	}
+}
+
+func assetsDir(dir string) (string, error) {
+	if dir == "" {
+		dir = os.Getenv(AssetsEnv)
+	}
+	if dir == "" {
+		root, err := repoRoot()
+		if err != nil {
+			return "", err
+		}
+		dir = filepath.Join(root, ".cache", "testenv")
+	}
+	for _, bin := range []string{"etcd", "kube-apiserver"} {
+		if _, err := os.Stat(filepath.Join(dir, bin)); err != nil {
+			return "", fmt.Errorf("%s not found in %s: run `make testenv` first (or set %s)", bin, dir, AssetsEnv)
+		}
+	}
+	return filepath.Abs(dir)
+}
+
+// repoRoot walks up from the working directory to the folder holding the
+// module's go.mod with the .cache folder beside it.
+func repoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "hack", "testenv")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", fmt.Errorf("cannot find the Faro repository root above the working directory; set %s", AssetsEnv)
+		}
+		dir = parent
+	}
+}
