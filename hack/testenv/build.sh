@@ -16,7 +16,7 @@ build() { # name module-dir package [ldflags]
 	if [[ -x $out/$name && -f $out/$name.pin && $(<"$out/$name.pin") == "$pin" ]]; then
 		return
 	fi
-	echo "testenv: building $name from $(grep -E '^require' "$dir/go.mod" | cut -d' ' -f2-) (the first build takes minutes)"
+	echo "testenv: building $name from $pkg (the first build takes minutes)"
 	local start=$SECONDS
 	(cd "$dir" && go build -ldflags "$ldflags" -o "$out/$name.tmp" "$pkg")
 	mv "$out/$name.tmp" "$out/$name"

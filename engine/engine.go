@@ -1,0 +1,285 @@
+// Package engine is the middle of Faro's pipeline: it discovers what the API
+// server serves, keeps one dynamic informer per distinct watch the rules
+// need (following CRDs as they come and go), queues every event in order per
+// object on a rate-limited workqueue, matches it against the live rule set
+// and hands matched events to the output and the plugin handler.
+//
+//	rules.Set (swapped atomically) ─┐
+//	discovery + CRD watch ──> informers ──> per-object FIFO + workqueue ──> workers ──> log + Handler
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/util/workqueue"
+
+	"github.com/faro-dev/faro/config"
+	"github.com/faro-dev/faro/rules"
+)
+
+// Matched is one event selected by one rule: what the output logs and what
+// plugins receive.
+type Matched struct {
+	Type      config.EventType
+	GVR       schema.GroupVersionResource
+	Object    *unstructured.Unstructured
+	OldObject *unstructured.Unstructured
+	Initial   bool
+	Rule      *rules.Rule
+}
+
+// Handler is the plugin stage: it receives each matched event once per
+// plugin the matching rule names, after the event was logged. An error sends
+// the event back to the queue to be retried with backoff.
+type Handler interface {
+	Handle(ctx context.Context, m *Matched, plugin string) error
+}
+
+// Options configures New. Config and Logs are required.
+type Options struct {
+	Config *rest.Config
+	// Events receives matched-event lines; Diag diagnostics.
+	Events, Diag hclog.Logger
+	// JSON makes matched-event lines carry every field as a stable key.
+	JSON bool
+	// Handler receives matched events for the plugins of their rule.
+	Handler Handler
+	// Workers is how many events are processed at once (default 4).
+	Workers int
+	// MaxRetries is how often a failing event is retried before it is
+	// dropped (default 5).
+	MaxRetries int
+	// RetryBase and RetryMax bound the exponential backoff between retries
+	// (defaults 100ms and 30s).
+	RetryBase, RetryMax time.Duration
+	// DrainTimeout bounds how long shutdown waits for queued events
+	// (default 10s).
+	DrainTimeout time.Duration
+	// PendingRecheck is how often discovery is repeated while a configured
+	// resource is not served (default 5s); CRD events trigger it at once.
+	PendingRecheck time.Duration
+}
+
+func (o *Options) validate() error {
+	var errs []error
+	if o.Config == nil {
+		errs = append(errs, errors.New("engine: Options.Config is required"))
+	}
+	if o.Events == nil || o.Diag == nil {
+		errs = append(errs, errors.New("engine: Options.Events and Options.Diag are required"))
+	}
+	if o.Workers < 0 || o.MaxRetries < 0 {
+		errs = append(errs, errors.New("engine: Workers and MaxRetries must not be negative"))
+	}
+	if o.Workers == 0 {
+		o.Workers = 4
+	}
+	if o.MaxRetries == 0 {
+		o.MaxRetries = 5
+	}
+	if o.RetryBase <= 0 {
+		o.RetryBase = 100 * time.Millisecond
+	}
+	if o.RetryMax <= 0 {
+		o.RetryMax = 30 * time.Second
+	}
+	if o.DrainTimeout <= 0 {
+		o.DrainTimeout = 10 * time.Second
+	}
+	if o.PendingRecheck <= 0 {
+		o.PendingRecheck = 5 * time.Second
+	}
+	return errors.Join(errs...)
+}
+
+// Stats are the engine's counters.
+type Stats struct {
+	Events      atomic.Uint64 // events taken from informers
+	Matched     atomic.Uint64 // (event, rule) matches logged
+	Retries     atomic.Uint64 // events sent back for retry
+	Dropped     atomic.Uint64 // events dropped after MaxRetries
+	CELErrors   atomic.Uint64 // CEL evaluation errors (counted as no match)
+	Informers   atomic.Int64  // running informers
+	Rediscovers atomic.Uint64 // discovery runs
+}
+
+// Engine runs the watch pipeline.
+type Engine struct {
+	opts  Options
+	log   hclog.Logger
+	dyn   dynamic.Interface
+	disc  discovery.DiscoveryInterface
+	stats Stats
+
+	queue   workqueue.TypedRateLimitingInterface[objKey]
+	pending pendingEvents
+
+	binding atomic.Pointer[binding] // rules by GVR; read by workers
+	rules   atomic.Pointer[rules.Set]
+	kick    chan struct{} // asks the control loop to rediscover and reconcile
+
+	mu      sync.Mutex // guards watches, index, pendingErrs (control loop and Apply)
+	watches map[watchKey]*watch
+	index   *resourceIndex
+	pendErr map[string]string // rule ID -> why it is not watched (logged once)
+
+	celLog celErrorLog
+}
+
+// New validates opts and builds an engine; nothing runs until Run.
+func New(opts Options) (*Engine, error) {
+	if err := opts.validate(); err != nil {
+		return nil, err
+	}
+	dyn, err := dynamic.NewForConfig(opts.Config)
+	if err != nil {
+		return nil, fmt.Errorf("engine: dynamic client: %w", err)
+	}
+	disc, err := discovery.NewDiscoveryClientForConfig(opts.Config)
+	if err != nil {
+		return nil, fmt.Errorf("engine: discovery client: %w", err)
+	}
+	e := &Engine{
+		opts:    opts,
+		log:     opts.Diag,
+		dyn:     dyn,
+		disc:    disc,
+		kick:    make(chan struct{}, 1),
+		watches: map[watchKey]*watch{},
+		pendErr: map[string]string{},
+		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
+			workqueue.NewTypedItemExponentialFailureRateLimiter[objKey](opts.RetryBase, opts.RetryMax),
+			workqueue.TypedRateLimitingQueueConfig[objKey]{Name: "faro"},
+		),
+	}
+	e.pending.items = map[objKey][]*delivery{}
+	e.binding.Store(&binding{})
+	e.celLog.every = 10 * time.Second
+	return e, nil
+}
+
+// Stats returns the engine's live counters.
+func (e *Engine) Stats() *Stats { return &e.stats }
+
+// Discovery returns the engine's discovery client (for schema lookups).
+func (e *Engine) Discovery() discovery.DiscoveryInterface { return e.disc }
+
+// Run discovers the API, starts the informers the current rules need and the
+// workers, and processes events until ctx is done. It then stops the
+// informers, finishes queued events (bounded by DrainTimeout) and returns.
+// It fails fast when the API server cannot be reached at start.
+func (e *Engine) Run(ctx context.Context) error {
+	idx, err := discover(e.disc)
+	if idx == nil {
+		e.queue.ShutDown()
+		return fmt.Errorf("discover API resources: %w", err)
+	}
+	if err != nil {
+		e.log.Warn("discovery incomplete", "error", err)
+	}
+	e.log.Info("discovered API resources", "watchable", idx.count())
+	e.mu.Lock()
+	e.index = idx
+	e.mu.Unlock()
+
+	watchCtx, stopWatches := context.WithCancel(ctx)
+	defer stopWatches()
+	e.reconcile(watchCtx)
+	crdDone := e.watchCRDs(watchCtx)
+
+	workCtx, stopWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopWork()
+	var workers sync.WaitGroup
+	for range e.opts.Workers {
+		workers.Go(func() {
+			for e.processNext(workCtx) {
+			}
+		})
+	}
+
+	e.controlLoop(watchCtx)
+
+	// Shutdown: no new events, then finish what is queued.
+	stopWatches()
+	e.stopAllWatches()
+	<-crdDone
+	drained := make(chan struct{})
+	go func() {
+		e.queue.ShutDownWithDrain()
+		workers.Wait()
+		close(drained)
+	}()
+	select {
+	case <-drained:
+	case <-time.After(e.opts.DrainTimeout):
+		e.log.Warn("shutdown: queued events not finished in time", "timeout", e.opts.DrainTimeout, "left", e.queue.Len())
+		stopWork()
+		e.queue.ShutDown()
+		<-drained
+	}
+	return nil
+}
+
+// controlLoop rediscovers and reconciles when asked (CRD changes, watch
+// errors, Apply) and, while some rule's resource is not served, every
+// PendingRecheck.
+func (e *Engine) controlLoop(ctx context.Context) {
+	recheck := time.NewTicker(e.opts.PendingRecheck)
+	defer recheck.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-e.kick:
+			// Let a burst of CRD events settle into one discovery.
+			select {
+			case <-time.After(200 * time.Millisecond):
+			case <-ctx.Done():
+				return
+			}
+		case <-recheck.C:
+			e.mu.Lock()
+			waiting := len(e.pendErr) > 0
+			e.mu.Unlock()
+			if !waiting {
+				continue
+			}
+		}
+		e.rediscover(ctx)
+	}
+}
+
+// trigger asks the control loop for a rediscovery without blocking.
+func (e *Engine) trigger() {
+	select {
+	case e.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (e *Engine) rediscover(ctx context.Context) {
+	e.stats.Rediscovers.Add(1)
+	idx, err := discover(e.disc)
+	if idx == nil {
+		e.log.Warn("discovery failed; keeping the last result", "error", err)
+		return
+	}
+	if err != nil {
+		e.log.Debug("discovery incomplete", "error", err)
+	}
+	e.mu.Lock()
+	e.index = idx
+	e.mu.Unlock()
+	e.reconcile(ctx)
+}

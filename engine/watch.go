@@ -1,0 +1,305 @@
+package engine
+
+import (
+	"context"
+	"slices"
+	"sort"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic/dynamicinformer"
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/faro-dev/faro/config"
+	"github.com/faro-dev/faro/rules"
+)
+
+// watchKey identifies one informer: a resource, a namespace ("" = all) and
+// the label selector applied on the server ("" = none).
+type watchKey struct {
+	GVR       schema.GroupVersionResource
+	Namespace string
+	Selector  string
+}
+
+func (k watchKey) String() string {
+	s := gvrString(k.GVR)
+	if k.Namespace != "" {
+		s += " in " + k.Namespace
+	}
+	if k.Selector != "" {
+		s += " where " + k.Selector
+	}
+	return s
+}
+
+type watch struct {
+	key    watchKey
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// binding is what workers match against: the live rule set, and its rules
+// grouped by the resource they resolved to. Replaced whole, never mutated.
+type binding struct {
+	set   *rules.Set
+	byGVR map[schema.GroupVersionResource][]*rules.Rule
+}
+
+// ReconcileResult says what a reconcile changed.
+type ReconcileResult struct {
+	Started, Stopped []string
+	Pending          int
+}
+
+// Apply makes set the live rule set. Events already being processed finish
+// under the rules they started with; the next event uses set. Informers are
+// diffed: a watch that both the old and the new rules need keeps running.
+// Before Run, it only records set.
+func (e *Engine) Apply(ctx context.Context, set *rules.Set) ReconcileResult {
+	e.rules.Store(set)
+	return e.reconcile(ctx)
+}
+
+// reconcile computes the watches the live rules need on the current
+// discovery snapshot, publishes the new binding, then stops the watches no
+// longer needed and starts the missing ones.
+func (e *Engine) reconcile(ctx context.Context) ReconcileResult {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var res ReconcileResult
+	set := e.rules.Load()
+	if set == nil || e.index == nil || ctx.Err() != nil {
+		return res
+	}
+
+	byGVR := map[schema.GroupVersionResource][]*rules.Rule{}
+	scopes := map[schema.GroupVersionResource]bool{}
+	pendErr := map[string]string{}
+	for _, r := range set.Rules {
+		api, err := e.index.resolve(r.Resource)
+		if err != nil {
+			pendErr[r.ID] = err.Error()
+			if e.pendErr[r.ID] != err.Error() {
+				e.log.Warn("resource not watched yet; waiting for it to be served", "rule", r.ID, "reason", err)
+			}
+			continue
+		}
+		if e.pendErr[r.ID] != "" {
+			e.log.Info("resource is served now", "rule", r.ID, "gvr", gvrString(api.GVR))
+		}
+		e.checkScope(r, api)
+		byGVR[api.GVR] = append(byGVR[api.GVR], r)
+		scopes[api.GVR] = api.Namespaced
+	}
+	e.pendErr = pendErr
+	res.Pending = len(pendErr)
+
+	desired := map[watchKey]bool{}
+	for gvr, rs := range byGVR {
+		for _, k := range watchesFor(gvr, scopes[gvr], rs) {
+			desired[k] = true
+		}
+	}
+	e.binding.Store(&binding{set: set, byGVR: byGVR})
+
+	for k, w := range e.watches {
+		if !desired[k] {
+			e.stopWatch(w)
+			res.Stopped = append(res.Stopped, k.String())
+		}
+	}
+	for k := range desired {
+		if _, ok := e.watches[k]; !ok {
+			e.startWatch(ctx, k)
+			res.Started = append(res.Started, k.String())
+		}
+	}
+	sort.Strings(res.Started)
+	sort.Strings(res.Stopped)
+	return res
+}
+
+// watchesFor decides the informers one resource needs for its rules: one
+// per namespace when every rule names only literal namespaces, else one for
+// all namespaces; the label selector goes to the server only when every rule
+// has the same one, otherwise each rule filters on its own selector.
+func watchesFor(gvr schema.GroupVersionResource, namespaced bool, rs []*rules.Rule) []watchKey {
+	selector := rs[0].Selector().String()
+	for _, r := range rs[1:] {
+		if r.Selector().String() != selector {
+			selector = ""
+			break
+		}
+	}
+	if !namespaced {
+		return []watchKey{{GVR: gvr, Selector: selector}}
+	}
+	var namespaces []string
+	for _, r := range rs {
+		if len(r.NamespacePatterns) == 0 || !all(r.NamespacePatterns, config.IsLiteralPattern) {
+			return []watchKey{{GVR: gvr, Selector: selector}}
+		}
+		namespaces = append(namespaces, r.NamespacePatterns...)
+	}
+	slices.Sort(namespaces)
+	var keys []watchKey
+	for _, ns := range slices.Compact(namespaces) {
+		keys = append(keys, watchKey{GVR: gvr, Namespace: ns, Selector: selector})
+	}
+	return keys
+}
+
+func all(ss []string, f func(string) bool) bool {
+	for _, s := range ss {
+		if !f(s) {
+			return false
+		}
+	}
+	return true
+}
+
+// checkScope warns when an entry's scope disagrees with the server's; the
+// server's scope is used.
+func (e *Engine) checkScope(r *rules.Rule, api apiResource) {
+	want := config.ScopeCluster
+	if api.Namespaced {
+		want = config.ScopeNamespaced
+	}
+	if r.Scope != "" && r.Scope != want {
+		e.log.Warn("configured scope differs from the server's; using the server's", "rule", r.ID, "configured", r.Scope, "server", want)
+	}
+	if !api.Namespaced && len(r.NamespacePatterns) > 0 && !isNamespaceResource(api.GVR) {
+		e.log.Warn("namespace patterns do not apply to a cluster-scoped resource; ignoring them", "rule", r.ID, "gvr", gvrString(api.GVR))
+	}
+}
+
+// startWatch starts one informer; its goroutine ends when ctx is done or the
+// watch is stopped. Called with e.mu held.
+func (e *Engine) startWatch(ctx context.Context, k watchKey) {
+	inf := dynamicinformer.NewFilteredDynamicInformer(e.dyn, k.GVR, k.Namespace, 0, cache.Indexers{}, func(o *metav1.ListOptions) {
+		o.LabelSelector = k.Selector
+	}).Informer()
+	_ = inf.SetTransform(stripManagedFields)
+	_ = inf.SetWatchErrorHandlerWithContext(func(ctx context.Context, _ *cache.Reflector, err error) {
+		if apierrors.IsNotFound(err) {
+			// The resource went away (CRD deleted): let discovery stop us
+			// instead of retrying a 404 forever.
+			e.log.Debug("watch: resource not found; rediscovering", "watch", k.String())
+			e.trigger()
+			return
+		}
+		if ctx.Err() == nil {
+			e.log.Debug("watch error; the informer retries with backoff", "watch", k.String(), "error", err)
+		}
+	})
+	gvr, isNS := k.GVR, isNamespaceResource(k.GVR)
+	_, _ = inf.AddEventHandler(cache.ResourceEventHandlerDetailedFuncs{
+		AddFunc: func(obj any, initial bool) {
+			if u, ok := obj.(*unstructured.Unstructured); ok {
+				e.enqueue(&delivery{typ: config.Added, gvr: gvr, obj: u, initial: initial, isNS: isNS})
+			}
+		},
+		UpdateFunc: func(oldObj, newObj any) {
+			o, ok1 := oldObj.(*unstructured.Unstructured)
+			n, ok2 := newObj.(*unstructured.Unstructured)
+			if !ok1 || !ok2 || o.GetResourceVersion() == n.GetResourceVersion() {
+				return // a resync, not a change
+			}
+			e.enqueue(&delivery{typ: config.Updated, gvr: gvr, obj: n, old: o, isNS: isNS})
+		},
+		DeleteFunc: func(obj any) {
+			if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+				obj = t.Obj
+			}
+			if u, ok := obj.(*unstructured.Unstructured); ok {
+				e.enqueue(&delivery{typ: config.Deleted, gvr: gvr, obj: u, isNS: isNS})
+			}
+		},
+	})
+	wctx, cancel := context.WithCancel(ctx)
+	w := &watch{key: k, cancel: cancel, done: make(chan struct{})}
+	e.watches[k] = w
+	e.stats.Informers.Add(1)
+	e.log.Info("informer started", "watch", k.String())
+	go func() {
+		defer close(w.done)
+		inf.RunWithContext(wctx)
+	}()
+}
+
+// stopWatch stops an informer and waits for its goroutines. Called with e.mu
+// held.
+func (e *Engine) stopWatch(w *watch) {
+	w.cancel()
+	<-w.done
+	delete(e.watches, w.key)
+	e.stats.Informers.Add(-1)
+	e.log.Info("informer stopped", "watch", w.key.String())
+}
+
+func (e *Engine) stopAllWatches() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, w := range e.watches {
+		e.stopWatch(w)
+	}
+}
+
+// Watches lists the running informers (for status and tests).
+func (e *Engine) Watches() []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var out []string
+	for k := range e.watches {
+		out = append(out, k.String())
+	}
+	sort.Strings(out)
+	return out
+}
+
+// watchCRDs triggers a rediscovery whenever a CustomResourceDefinition is
+// added, changed (e.g. becomes Established) or deleted. The returned channel
+// closes when the informer has stopped.
+func (e *Engine) watchCRDs(ctx context.Context) <-chan struct{} {
+	done := make(chan struct{})
+	if _, ok := e.index.byGVR[crdGVR]; !ok {
+		close(done)
+		return done
+	}
+	inf := dynamicinformer.NewFilteredDynamicInformer(e.dyn, crdGVR, "", 0, cache.Indexers{}, nil).Informer()
+	_ = inf.SetTransform(stripManagedFields)
+	_, _ = inf.AddEventHandler(cache.ResourceEventHandlerDetailedFuncs{
+		AddFunc: func(_ any, initial bool) {
+			if !initial {
+				e.trigger()
+			}
+		},
+		UpdateFunc: func(_, _ any) { e.trigger() },
+		DeleteFunc: func(_ any) { e.trigger() },
+	})
+	go func() {
+		defer close(done)
+		inf.RunWithContext(ctx)
+	}()
+	return done
+}
+
+// stripManagedFields drops metadata.managedFields before objects are cached:
+// nobody reads them and they are often the largest part of an object.
+func stripManagedFields(obj any) (any, error) {
+	if u, ok := obj.(*unstructured.Unstructured); ok {
+		u.SetManagedFields(nil)
+	}
+	return obj, nil
+}
+
+// describe renders an object key for log lines: ns/name or name.
+func describe(ns, name string) string {
+	if ns == "" {
+		return name
+	}
+	return ns + "/" + name
+}

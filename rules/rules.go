@@ -1,0 +1,164 @@
+// Package rules is the rule engine stage of Faro's pipeline: it compiles the
+// normalized config entries (regexes, label selectors, CEL predicates) once,
+// into an immutable Set, and decides which entries an event matches. A Set is
+// shared by every worker; a reload compiles a new one and swaps it in whole.
+package rules
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+	"slices"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/kube-openapi/pkg/validation/spec"
+
+	"github.com/faro-dev/faro/config"
+	"github.com/faro-dev/faro/internal/celpred"
+)
+
+// SchemaSource finds the OpenAPI schema of a configured resource so that CEL
+// expressions are type-checked against it. It returns nil when the resource
+// has no published schema (or no cluster is at hand): CEL then falls back to
+// dynamic typing.
+type SchemaSource interface {
+	SchemaFor(ref config.ResourceRef) *spec.Schema
+}
+
+// Options configures Compile.
+type Options struct {
+	// CEL compiles the entries' expressions; required when any entry has one.
+	CEL *celpred.Compiler
+	// Schemas is optional.
+	Schemas SchemaSource
+}
+
+// Rule is one compiled config entry.
+type Rule struct {
+	config.Rule
+
+	namespaces []*regexp.Regexp // nil entries match everything
+	name       *regexp.Regexp
+	selector   labels.Selector
+	pred       *celpred.Predicate
+}
+
+// Set is an immutable, compiled rule set.
+type Set struct {
+	Config *config.Config
+	Rules  []*Rule
+}
+
+// Compile compiles every rule of cfg. All problems are returned at once, as
+// config.Errors with the place of each.
+func Compile(cfg *config.Config, opts Options) (*Set, error) {
+	set := &Set{Config: cfg}
+	var errs config.Errors
+	for _, r := range cfg.Rules {
+		cr := &Rule{Rule: r, selector: labels.Everything()}
+		for _, p := range r.NamespacePatterns {
+			re, err := config.CompilePattern(p)
+			if err != nil {
+				errs = append(errs, cfg.Errorf(r.ID, "namespace pattern %q: %v", p, err))
+			}
+			cr.namespaces = append(cr.namespaces, re)
+		}
+		var err error
+		if cr.name, err = config.CompilePattern(r.NamePattern); err != nil {
+			errs = append(errs, cfg.Errorf(r.ID+".name_pattern", "%v", err))
+		}
+		if cr.selector, err = labels.Parse(r.LabelSelector); err != nil {
+			errs = append(errs, cfg.Errorf(r.ID+".label_selector", "%v", err))
+		}
+		if len(r.CEL) > 0 || len(r.Variables) > 0 {
+			errs = append(errs, cr.compileCEL(cfg, opts)...)
+		}
+		set.Rules = append(set.Rules, cr)
+	}
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	return set, nil
+}
+
+func (r *Rule) compileCEL(cfg *config.Config, opts Options) config.Errors {
+	if opts.CEL == nil {
+		return config.Errors{cfg.Errorf(r.ID+".cel", "CEL is not available")}
+	}
+	src := celpred.Source{Expressions: r.CEL}
+	for _, v := range r.Variables {
+		src.Variables = append(src.Variables, celpred.Variable{Name: v.Name, Expression: v.Expression})
+	}
+	var schema *spec.Schema
+	if opts.Schemas != nil {
+		schema = opts.Schemas.SchemaFor(r.Resource)
+	}
+	pred, issues := opts.CEL.Compile(r.ID, src, schema)
+	var errs config.Errors
+	for _, is := range issues {
+		errs = append(errs, cfg.Errorf(is.Path, "%s", is.Message))
+	}
+	r.pred = pred
+	return errs
+}
+
+// Event is what the rule engine looks at: one change to one object.
+type Event struct {
+	Type config.EventType
+	// Object is the object as delivered; for DELETED its last known state.
+	Object *unstructured.Unstructured
+	// OldObject is the previous state on UPDATED, nil otherwise.
+	OldObject *unstructured.Unstructured
+	// Initial marks ADDED events for objects that existed when the watch
+	// started.
+	Initial bool
+	// IsNamespace is set when Object is a core v1 Namespace: namespace
+	// patterns then match its own name.
+	IsNamespace bool
+
+	cel *celpred.Input // built on first use, shared by every rule
+}
+
+// Matches reports whether r selects ev. The cheap filters (event type,
+// namespace and name patterns, labels) run first; CEL runs only when they
+// pass. A CEL evaluation error is returned with false: the caller counts it
+// and treats it as no match.
+func (r *Rule) Matches(ctx context.Context, ev *Event) (bool, error) {
+	if !slices.Contains(r.EventTypes, ev.Type) || (ev.Initial && !r.InitialEvents) {
+		return false, nil
+	}
+	ns := ev.Object.GetNamespace()
+	if ns == "" && ev.IsNamespace {
+		ns = ev.Object.GetName()
+	}
+	if ns != "" && len(r.namespaces) > 0 && !slices.ContainsFunc(r.namespaces, func(re *regexp.Regexp) bool {
+		return re == nil || re.MatchString(ns)
+	}) {
+		return false, nil
+	}
+	if r.name != nil && !r.name.MatchString(ev.Object.GetName()) {
+		return false, nil
+	}
+	if !r.selector.Empty() && !r.selector.Matches(labels.Set(ev.Object.GetLabels())) {
+		return false, nil
+	}
+	if r.pred == nil {
+		return true, nil
+	}
+	if ev.cel == nil {
+		var old map[string]any
+		if ev.OldObject != nil {
+			old = ev.OldObject.Object
+		}
+		ev.cel = celpred.NewInput(string(ev.Type), ev.Object.Object, old)
+	}
+	ok, err := r.pred.Eval(ctx, ev.cel)
+	if err != nil {
+		return false, fmt.Errorf("%s: CEL: %w", r.ID, err)
+	}
+	return ok, nil
+}
+
+// Selector returns the rule's parsed label selector.
+func (r *Rule) Selector() labels.Selector { return r.selector }
