@@ -133,6 +133,7 @@ type Engine struct {
 	watches map[watchKey]*watch
 	index   *resourceIndex
 	pendErr map[string]string // rule ID -> why it is not watched (logged once)
+	closed  bool              // set at shutdown: no new watches
 
 	celLog celErrorLog
 }
@@ -180,18 +181,15 @@ func (e *Engine) Discovery() discovery.DiscoveryInterface { return e.disc }
 // informers, finishes queued events (bounded by DrainTimeout) and returns.
 // It fails fast when the API server cannot be reached at start.
 func (e *Engine) Run(ctx context.Context) error {
-	idx, err := discover(e.disc)
-	if idx == nil {
-		e.queue.ShutDown()
-		return fmt.Errorf("discover API resources: %w", err)
-	}
-	if err != nil {
-		e.log.Warn("discovery incomplete", "error", err)
-	}
-	e.log.Info("discovered API resources", "watchable", idx.count())
 	e.mu.Lock()
-	e.index = idx
+	discovered := e.index != nil
 	e.mu.Unlock()
+	if !discovered {
+		if err := e.Discover(); err != nil {
+			e.queue.ShutDown()
+			return err
+		}
+	}
 
 	watchCtx, stopWatches := context.WithCancel(ctx)
 	defer stopWatches()
@@ -229,6 +227,38 @@ func (e *Engine) Run(ctx context.Context) error {
 		<-drained
 	}
 	return nil
+}
+
+// Discover enumerates the API server's resources. Run does it when it has
+// not been done; callers that need KindFor before Run (to type-check CEL
+// against schemas) call it first. It fails when the server cannot be reached.
+func (e *Engine) Discover() error {
+	idx, err := discover(e.disc)
+	if idx == nil {
+		return fmt.Errorf("discover API resources at %s: %w", e.opts.Config.Host, err)
+	}
+	if err != nil {
+		e.log.Warn("discovery incomplete", "error", err)
+	}
+	e.log.Info("discovered API resources", "watchable", idx.count())
+	e.mu.Lock()
+	e.index = idx
+	e.mu.Unlock()
+	return nil
+}
+
+// KindFor resolves a configured resource to its kind on the last discovery.
+func (e *Engine) KindFor(ref config.ResourceRef) (schema.GroupVersionKind, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.index == nil {
+		return schema.GroupVersionKind{}, false
+	}
+	api, err := e.index.resolve(ref)
+	if err != nil {
+		return schema.GroupVersionKind{}, false
+	}
+	return api.GVR.GroupVersion().WithKind(api.Kind), true
 }
 
 // controlLoop rediscovers and reconciles when asked (CRD changes, watch

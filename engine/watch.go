@@ -71,7 +71,7 @@ func (e *Engine) reconcile(ctx context.Context) ReconcileResult {
 	defer e.mu.Unlock()
 	var res ReconcileResult
 	set := e.rules.Load()
-	if set == nil || e.index == nil || ctx.Err() != nil {
+	if set == nil || e.index == nil || e.closed || ctx.Err() != nil {
 		return res
 	}
 
@@ -228,6 +228,11 @@ func (e *Engine) startWatch(ctx context.Context, k watchKey) {
 		defer close(w.done)
 		inf.RunWithContext(wctx)
 	}()
+	go func() {
+		if cache.WaitForCacheSync(wctx.Done(), inf.HasSynced) {
+			e.log.Info("informer synced", "watch", k.String())
+		}
+	}()
 }
 
 // stopWatch stops an informer and waits for its goroutines. Called with e.mu
@@ -243,6 +248,7 @@ func (e *Engine) stopWatch(w *watch) {
 func (e *Engine) stopAllWatches() {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	e.closed = true
 	for _, w := range e.watches {
 		e.stopWatch(w)
 	}

@@ -1,0 +1,103 @@
+// Command faro watches Kubernetes resources and reacts to their changes as
+// its config file says. main only parses flags and wires package daemon.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/faro-dev/faro/internal/daemon"
+)
+
+const usage = `Usage:
+  faro [run] --config FILE [flags]   watch the cluster and report matched events
+  faro validate --config FILE        check a config file offline; exit 1 on any problem
+
+Flags:
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	cmd := "run"
+	if len(args) > 0 && (args[0] == "run" || args[0] == "validate") {
+		cmd, args = args[0], args[1:]
+	}
+	var opts daemon.Options
+	fs := flag.NewFlagSet("faro", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, usage)
+		fs.PrintDefaults()
+	}
+	fs.StringVar(&opts.ConfigPath, "config", "", "config file (YAML)")
+	fs.StringVar(&opts.Kubeconfig, "kubeconfig", "", "kubeconfig file (default: $KUBECONFIG, ~/.kube/config, or in-cluster)")
+	fs.StringVar(&opts.Context, "context", "", "kubeconfig context to use")
+	fs.StringVar(&opts.LogLevel, "log-level", "", "debug, info, warn or error (overrides log_level)")
+	fs.StringVar(&opts.LogFormat, "log-format", "text", "text or json")
+	fs.DurationVar(&opts.AutoShutdown, "auto-shutdown", 0, "stop after this long, e.g. 30s (overrides auto_shutdown_sec)")
+	fs.IntVar(&opts.Workers, "workers", 0, "events processed at once (default 4, or workers in the config)")
+	fs.IntVar(&opts.MaxRetries, "max-retries", 0, "retries of a failing event before it is dropped (default 5)")
+	qps := fs.Float64("qps", 50, "API client queries per second")
+	fs.IntVar(&opts.Burst, "burst", 100, "API client burst")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	opts.QPS = float32(*qps)
+	if opts.ConfigPath == "" {
+		fmt.Fprintln(stderr, "faro: --config is required")
+		fs.Usage()
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "faro: unexpected arguments %q\n", fs.Args())
+		return 2
+	}
+
+	if cmd == "validate" {
+		if err := daemon.Validate(opts.ConfigPath); err != nil {
+			fmt.Fprintln(stderr, err)
+			return 1
+		}
+		fmt.Fprintf(stdout, "%s: ok\n", opts.ConfigPath)
+		return 0
+	}
+
+	opts.Stdout, opts.Stderr = stdout, stderr
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go exitOnSecondSignal(ctx, cancel, stderr)
+	if err := daemon.Run(ctx, opts); err != nil {
+		fmt.Fprintf(stderr, "faro: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+// exitOnSecondSignal cancels ctx on the first SIGINT or SIGTERM (a graceful
+// stop) and exits at once on the second.
+func exitOnSecondSignal(ctx context.Context, cancel context.CancelFunc, stderr io.Writer) {
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	select {
+	case <-sigs:
+		cancel()
+	case <-ctx.Done():
+		return
+	}
+	<-sigs
+	fmt.Fprintln(stderr, "faro: second signal, exiting now")
+	os.Exit(1)
+}
