@@ -70,7 +70,9 @@ func Load(path string) (*Config, error) {
 func Parse(data []byte, path string) (*Config, error) {
 	cfg := &Config{Path: path, lines: map[string]int{}}
 	var errs Errors
-	fail := func(line int, p, msg string) { errs = append(errs, FieldError{File: path, Line: line, Path: p, Msg: msg}) }
+	fail := func(line int, p, msg string) {
+		errs = append(errs, FieldError{File: path, Line: line, Path: p, Msg: msg})
+	}
 
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
