@@ -11,9 +11,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -25,6 +27,10 @@ import (
 // AssetsEnv names the environment variable that overrides where the
 // etcd and kube-apiserver binaries are looked up.
 const AssetsEnv = "FARO_TESTENV_ASSETS"
+
+// apiStopTimeout bounds the apiserver's graceful shutdown before it is
+// killed.
+const apiStopTimeout = 5 * time.Second
 
 // Options configures Start. The zero value is usable.
 type Options struct {
@@ -79,6 +85,7 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	// port with the same serving certificate, so running clients reconnect.
 	api.CertDir = certDir
 	api.Out, api.Err = opts.Out, opts.Err
+	api.StopTimeout = apiStopTimeout
 	c := &Cluster{env: env, dir: dir, done: make(chan struct{})}
 
 	if _, err := env.Start(); err != nil {
@@ -106,9 +113,25 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	return c, nil
 }
 
-// StopAPIServer stops the kube-apiserver and leaves etcd running.
+// StopAPIServer stops the kube-apiserver and leaves etcd running. An
+// apiserver with open watches may not finish its graceful shutdown within
+// apiStopTimeout; it is then killed, which is an outage all the same, and
+// StopAPIServer waits until its port is free so that it can start again.
 func (c *Cluster) StopAPIServer() error {
-	return c.env.ControlPlane.GetAPIServer().Stop()
+	api := c.env.ControlPlane.GetAPIServer()
+	err := api.Stop()
+	if err == nil || !strings.Contains(err.Error(), "timeout waiting for process") {
+		return err
+	}
+	addr := net.JoinHostPort(api.SecureServing.Address, api.SecureServing.Port)
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		conn, derr := net.DialTimeout("tcp", addr, time.Second)
+		if derr != nil {
+			return nil
+		}
+		conn.Close()
+	}
+	return fmt.Errorf("kube-apiserver still listening on %s after being killed: %w", addr, err)
 }
 
 // StartAPIServer starts a stopped kube-apiserver again, on the same port,
