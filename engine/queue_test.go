@@ -1,0 +1,241 @@
+package engine
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/rest"
+
+	"github.com/faro-dev/faro/config"
+	"github.com/faro-dev/faro/rules"
+)
+
+var cmGVR = schema.GroupVersionResource{Version: "v1", Resource: "configmaps"}
+
+// recorder is a Handler that records the order in which it sees events and
+// fails on demand.
+type recorder struct {
+	mu       sync.Mutex
+	seen     map[string][]string // object -> resource versions, in order
+	inFlight map[string]bool
+	overlap  []string
+	fail     func(m *Matched, calls int) error
+	calls    map[string]int // object/rv -> calls
+}
+
+func (r *recorder) Handle(_ context.Context, m *Matched, plugin string) error {
+	key := m.Object.GetName()
+	r.mu.Lock()
+	if r.inFlight[key] {
+		r.overlap = append(r.overlap, key)
+	}
+	r.inFlight[key] = true
+	id := key + "@" + m.Object.GetResourceVersion()
+	r.calls[id]++
+	calls := r.calls[id]
+	r.mu.Unlock()
+
+	time.Sleep(50 * time.Microsecond) // widen the window for overlapping workers
+
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.inFlight[key] = false
+	if r.fail != nil {
+		if err := r.fail(m, calls); err != nil {
+			return err
+		}
+	}
+	r.seen[key] = append(r.seen[key], m.Object.GetResourceVersion())
+	return nil
+}
+
+// newTestEngine builds an engine with one rule on configmaps that hands
+// every event to plugin "rec", and starts its workers.
+func newTestEngine(t *testing.T, h Handler, workers, maxRetries int) (*Engine, *bytes.Buffer) {
+	t.Helper()
+	cfg, err := config.Parse([]byte(`
+plugins:
+  - name: rec
+    path: rec.wasm
+resources:
+  - gvr: v1/configmaps
+    plugins: [rec]
+`), "test.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	set, err := rules.Compile(cfg, rules.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	var outMu sync.Mutex
+	events := hclog.New(&hclog.LoggerOptions{Output: &lockedWriter{w: &out, mu: &outMu}, Level: hclog.Info})
+	e, err := New(Options{
+		Config: &rest.Config{Host: "http://127.0.0.1:1"}, Events: events, Diag: hclog.NewNullLogger(),
+		Handler: h, Workers: workers, MaxRetries: maxRetries, RetryBase: time.Millisecond, RetryMax: 5 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.binding.Store(&binding{set: set, byGVR: map[schema.GroupVersionResource][]*rules.Rule{cmGVR: set.Rules}})
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for e.processNext(context.Background()) {
+			}
+		})
+	}
+	t.Cleanup(func() {
+		e.queue.ShutDownWithDrain()
+		wg.Wait()
+	})
+	return e, &out
+}
+
+type lockedWriter struct {
+	w  *bytes.Buffer
+	mu *sync.Mutex
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+func cm(name string, rv int) *unstructured.Unstructured {
+	u := &unstructured.Unstructured{}
+	u.SetAPIVersion("v1")
+	u.SetKind("ConfigMap")
+	u.SetNamespace("ns")
+	u.SetName(name)
+	u.SetResourceVersion(fmt.Sprint(rv))
+	return u
+}
+
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestQueueKeepsPerObjectOrder: many objects, many events each, several
+// workers: every event is delivered, in order per object, and no object is
+// ever handled by two workers at once.
+func TestQueueKeepsPerObjectOrder(t *testing.T) {
+	const objects, perObject = 20, 25
+	rec := &recorder{seen: map[string][]string{}, inFlight: map[string]bool{}, calls: map[string]int{}}
+	e, _ := newTestEngine(t, rec, 4, 5)
+	for i := range perObject {
+		for o := range objects {
+			typ := config.Updated
+			if i == 0 {
+				typ = config.Added
+			}
+			e.enqueue(&delivery{typ: typ, gvr: cmGVR, obj: cm(fmt.Sprintf("cm-%d", o), i+1)})
+		}
+	}
+	waitUntil(t, "all events", func() bool {
+		rec.mu.Lock()
+		defer rec.mu.Unlock()
+		n := 0
+		for _, s := range rec.seen {
+			n += len(s)
+		}
+		return n == objects*perObject
+	})
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if len(rec.overlap) > 0 {
+		t.Errorf("objects handled by two workers at once: %v", rec.overlap)
+	}
+	for o := range objects {
+		seq := rec.seen[fmt.Sprintf("cm-%d", o)]
+		for i, rv := range seq {
+			if rv != fmt.Sprint(i+1) {
+				t.Fatalf("cm-%d: events out of order: %v", o, seq)
+			}
+		}
+	}
+}
+
+// TestQueueRetriesThenResumes: a failing handler is retried with backoff;
+// the matched line is logged once; the object's next event waits behind it.
+func TestQueueRetriesThenResumes(t *testing.T) {
+	rec := &recorder{seen: map[string][]string{}, inFlight: map[string]bool{}, calls: map[string]int{},
+		fail: func(m *Matched, calls int) error {
+			if m.Object.GetResourceVersion() == "1" && calls <= 2 {
+				return errors.New("transient")
+			}
+			return nil
+		}}
+	e, out := newTestEngine(t, rec, 2, 5)
+	e.enqueue(&delivery{typ: config.Added, gvr: cmGVR, obj: cm("a", 1)})
+	e.enqueue(&delivery{typ: config.Updated, gvr: cmGVR, obj: cm("a", 2)})
+	waitUntil(t, "both events", func() bool {
+		rec.mu.Lock()
+		defer rec.mu.Unlock()
+		return len(rec.seen["a"]) == 2
+	})
+	rec.mu.Lock()
+	if got := strings.Join(rec.seen["a"], ","); got != "1,2" {
+		t.Errorf("order = %s, want 1,2", got)
+	}
+	rec.mu.Unlock()
+	if n := e.stats.Retries.Load(); n != 2 {
+		t.Errorf("retries = %d, want 2", n)
+	}
+	if n := e.stats.Dropped.Load(); n != 0 {
+		t.Errorf("dropped = %d, want 0", n)
+	}
+	waitUntil(t, "log lines", func() bool { return strings.Count(out.String(), "CONFIG [") >= 2 })
+	if n := strings.Count(out.String(), "CONFIG [ADDED] v1/configmaps ns/a"); n != 1 {
+		t.Errorf("ADDED logged %d times, want once despite retries:\n%s", n, out.String())
+	}
+}
+
+// TestQueueDropsAfterMaxRetries: an event that keeps failing is dropped and
+// counted, and the object's later events still flow.
+func TestQueueDropsAfterMaxRetries(t *testing.T) {
+	rec := &recorder{seen: map[string][]string{}, inFlight: map[string]bool{}, calls: map[string]int{},
+		fail: func(m *Matched, _ int) error {
+			if m.Object.GetResourceVersion() == "1" {
+				return errors.New("permanent")
+			}
+			return nil
+		}}
+	e, _ := newTestEngine(t, rec, 1, 3)
+	e.enqueue(&delivery{typ: config.Added, gvr: cmGVR, obj: cm("b", 1)})
+	e.enqueue(&delivery{typ: config.Updated, gvr: cmGVR, obj: cm("b", 2)})
+	waitUntil(t, "the second event", func() bool {
+		rec.mu.Lock()
+		defer rec.mu.Unlock()
+		return len(rec.seen["b"]) == 1
+	})
+	if n := e.stats.Dropped.Load(); n != 1 {
+		t.Errorf("dropped = %d, want 1", n)
+	}
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if rec.calls["b@1"] != 4 {
+		t.Errorf("failing event tried %d times, want 1 + 3 retries", rec.calls["b@1"])
+	}
+	if rec.seen["b"][0] != "2" {
+		t.Errorf("seen %v, want the second event delivered", rec.seen["b"])
+	}
+}

@@ -1,0 +1,124 @@
+package engine
+
+import (
+	"slices"
+	"strings"
+	"testing"
+
+	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	"github.com/faro-dev/faro/config"
+	"github.com/faro-dev/faro/rules"
+)
+
+func compileRules(t *testing.T, yaml string) []*rules.Rule {
+	t.Helper()
+	cfg, err := config.Parse([]byte(yaml), "test.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	set, err := rules.Compile(cfg, rules.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return set.Rules
+}
+
+func TestWatchesFor(t *testing.T) {
+	tests := []struct {
+		name       string
+		namespaced bool
+		yaml       string
+		want       []string
+	}{
+		{"literal namespaces narrow the watch", true, `
+resources:
+  - {gvr: v1/configmaps, namespace_patterns: [a, b]}
+  - {gvr: v1/configmaps, namespace_patterns: [b, c]}
+`, []string{"v1/configmaps in a", "v1/configmaps in b", "v1/configmaps in c"}},
+		{"one regex widens to all namespaces", true, `
+resources:
+  - {gvr: v1/configmaps, namespace_patterns: [a]}
+  - {gvr: v1/configmaps, namespace_patterns: ["prod-.*"]}
+`, []string{"v1/configmaps"}},
+		{"no namespace pattern means all", true, `
+resources:
+  - {gvr: v1/configmaps, namespace_patterns: [a]}
+  - {gvr: v1/configmaps}
+`, []string{"v1/configmaps"}},
+		{"one shared selector goes to the server", true, `
+resources:
+  - {gvr: v1/configmaps, label_selector: "team=a", name_pattern: x}
+  - {gvr: v1/configmaps, label_selector: "team=a", name_pattern: y}
+`, []string{"v1/configmaps where team=a"}},
+		{"different selectors filter client-side on one informer", true, `
+resources:
+  - {gvr: v1/configmaps, label_selector: "team=a"}
+  - {gvr: v1/configmaps, label_selector: "team=b"}
+`, []string{"v1/configmaps"}},
+		{"cluster-scoped ignores namespaces", false, `
+namespaces:
+  - name_pattern: a
+    resources:
+      v1/namespaces: {}
+`, []string{"v1/namespaces"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rs := compileRules(t, tt.yaml)
+			r := rs[0].Resource
+			gvr := schema.GroupVersionResource{Group: r.Group, Version: r.Version, Resource: r.Resource}
+			var got []string
+			for _, k := range watchesFor(gvr, tt.namespaced, rs) {
+				got = append(got, k.String())
+			}
+			slices.Sort(got)
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("watches = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestResolve(t *testing.T) {
+	idx := &resourceIndex{
+		byGVR:     map[schema.GroupVersionResource]apiResource{},
+		preferred: map[string]string{"": "v1", "apps": "v1", "example.com": "v2", "other.io": "v1"},
+	}
+	for _, g := range []schema.GroupVersionResource{
+		{Version: "v1", Resource: "configmaps"},
+		{Group: "apps", Version: "v1", Resource: "deployments"},
+		{Group: "example.com", Version: "v1", Resource: "widgets"},
+		{Group: "example.com", Version: "v2", Resource: "widgets"},
+		{Group: "other.io", Version: "v1", Resource: "widgets"},
+		{Group: "other.io", Version: "v1", Resource: "configmaps"},
+	} {
+		idx.byGVR[g] = apiResource{GVR: g}
+	}
+	tests := []struct{ in, want, err string }{
+		{in: "v1/configmaps", want: "v1/configmaps"},
+		{in: "configmaps", want: "v1/configmaps"}, // core wins a bare name
+		{in: "deployments.apps", want: "apps/v1/deployments"},
+		{in: "widgets.example.com", want: "example.com/v2/widgets"}, // preferred version
+		{in: "example.com/v1/widgets", want: "example.com/v1/widgets"}, // multi-version: as configured
+		{in: "widgets", err: "ambiguous"},
+		{in: "apps/v2/deployments", err: "not served"},
+		{in: "gadgets", err: "not served"},
+	}
+	for _, tt := range tests {
+		ref, err := config.ParseResourceRef(tt.in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := idx.resolve(ref)
+		if tt.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.err) {
+				t.Errorf("resolve(%s) error = %v, want %q", tt.in, err, tt.err)
+			}
+			continue
+		}
+		if err != nil || gvrString(got.GVR) != tt.want {
+			t.Errorf("resolve(%s) = %s, %v; want %s", tt.in, gvrString(got.GVR), err, tt.want)
+		}
+	}
+}
