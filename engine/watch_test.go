@@ -99,7 +99,7 @@ func TestResolve(t *testing.T) {
 		{in: "v1/configmaps", want: "v1/configmaps"},
 		{in: "configmaps", want: "v1/configmaps"}, // core wins a bare name
 		{in: "deployments.apps", want: "apps/v1/deployments"},
-		{in: "widgets.example.com", want: "example.com/v2/widgets"}, // preferred version
+		{in: "widgets.example.com", want: "example.com/v2/widgets"},    // preferred version
 		{in: "example.com/v1/widgets", want: "example.com/v1/widgets"}, // multi-version: as configured
 		{in: "widgets", err: "ambiguous"},
 		{in: "apps/v2/deployments", err: "not served"},

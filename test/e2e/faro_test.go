@@ -36,7 +36,7 @@ func (e event) String() string {
 // faro is a Faro daemon running in-process against the test cluster, with
 // its JSON output collected line by line.
 type faro struct {
-	t       *testing.T
+	t       testing.TB
 	cfgPath string
 	cancel  context.CancelFunc
 	done    chan error
@@ -48,7 +48,7 @@ type faro struct {
 }
 
 // startFaro writes cfg to a file and runs Faro on it until the test ends.
-func startFaro(t *testing.T, cfg string, extra ...func(*daemon.Options)) *faro {
+func startFaro(t testing.TB, cfg string, extra ...func(*daemon.Options)) *faro {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "faro.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {

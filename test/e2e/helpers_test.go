@@ -12,7 +12,7 @@ import (
 // createNamespace creates a namespace named after prefix with a random
 // suffix and removes it (finalizer included: there is no namespace
 // controller in the test cluster) when the test ends.
-func createNamespace(t *testing.T, prefix string) string {
+func createNamespace(t testing.TB, prefix string) string {
 	t.Helper()
 	ns, err := kube.CoreV1().Namespaces().Create(t.Context(), &corev1.Namespace{
 		ObjectMeta: metav1.ObjectMeta{GenerateName: strings.ToLower(prefix) + "-"},
@@ -26,7 +26,7 @@ func createNamespace(t *testing.T, prefix string) string {
 
 // deleteNamespace deletes a namespace and clears its finalizers through the
 // /finalize subresource so that it really goes away.
-func deleteNamespace(t *testing.T, name string) {
+func deleteNamespace(t testing.TB, name string) {
 	t.Helper()
 	ctx := context.Background()
 	if err := kube.CoreV1().Namespaces().Delete(ctx, name, metav1.DeleteOptions{}); err != nil {

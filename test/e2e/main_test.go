@@ -10,6 +10,7 @@ import (
 
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 
 	"github.com/faro-dev/faro/internal/testcluster"
 )
@@ -38,11 +39,14 @@ func run(m *testing.M) int {
 			fmt.Fprintln(os.Stderr, "e2e: stop cluster:", err)
 		}
 	}()
-	if kube, err = kubernetes.NewForConfig(cluster.Config); err != nil {
+	// The tests write fast; client-go's default 5 QPS would throttle them.
+	cfg := rest.CopyConfig(cluster.Config)
+	cfg.QPS, cfg.Burst = 500, 1000
+	if kube, err = kubernetes.NewForConfig(cfg); err != nil {
 		fmt.Fprintln(os.Stderr, "e2e:", err)
 		return 1
 	}
-	if dyn, err = dynamic.NewForConfig(cluster.Config); err != nil {
+	if dyn, err = dynamic.NewForConfig(cfg); err != nil {
 		fmt.Fprintln(os.Stderr, "e2e:", err)
 		return 1
 	}
