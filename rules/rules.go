@@ -140,7 +140,7 @@ func (r *Rule) Matches(ctx context.Context, ev *Event) (bool, error) {
 	if r.name != nil && !r.name.MatchString(ev.Object.GetName()) {
 		return false, nil
 	}
-	if !r.selector.Empty() && !r.selector.Matches(labels.Set(ev.Object.GetLabels())) {
+	if !r.selector.Empty() && !r.selector.Matches(labelsOf(ev.Object)) {
 		return false, nil
 	}
 	if r.pred == nil {
@@ -158,6 +158,31 @@ func (r *Rule) Matches(ctx context.Context, ev *Event) (bool, error) {
 		return false, fmt.Errorf("%s: CEL: %w", r.ID, err)
 	}
 	return ok, nil
+}
+
+// objectLabels reads an object's labels in place, without the copy that
+// GetLabels makes.
+type objectLabels map[string]any
+
+func labelsOf(o *unstructured.Unstructured) objectLabels {
+	md, _ := o.Object["metadata"].(map[string]any)
+	l, _ := md["labels"].(map[string]any)
+	return l
+}
+
+func (l objectLabels) Has(k string) bool {
+	_, ok := l[k]
+	return ok
+}
+
+func (l objectLabels) Get(k string) string {
+	v, _ := l[k].(string)
+	return v
+}
+
+func (l objectLabels) Lookup(k string) (string, bool) {
+	v, ok := l[k].(string)
+	return v, ok
 }
 
 // Selector returns the rule's parsed label selector.
