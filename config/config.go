@@ -24,7 +24,7 @@ type Config struct {
 	AutoShutdownSec int              `yaml:"auto_shutdown_sec"`
 	Workers         int              `yaml:"workers"`
 	MaxRetries      *int             `yaml:"max_retries"`
-	CEL             CELLimits        `yaml:"cel"`
+	CELLimits       CELLimits        `yaml:"cel_limits"`
 	Namespaces      []NamespaceEntry `yaml:"namespaces"`
 	Resources       []ResourceEntry  `yaml:"resources"`
 	Plugins         []Plugin         `yaml:"plugins"`

@@ -239,3 +239,30 @@ func TestQueueDropsAfterMaxRetries(t *testing.T) {
 		t.Errorf("seen %v, want the second event delivered", rec.seen["b"])
 	}
 }
+
+type warnings struct{ lines [][]any }
+
+func (w *warnings) Warn(msg string, args ...any) { w.lines = append(w.lines, append([]any{msg}, args...)) }
+
+// TestCELErrorLogIsRateLimited: a bad rule on a busy resource logs once per
+// interval, with the number of errors suppressed in between.
+func TestCELErrorLogIsRateLimited(t *testing.T) {
+	c := celErrorLog{every: 50 * time.Millisecond}
+	var w warnings
+	for range 5 {
+		c.log(&w, "resources[0]", "ns/a", errors.New("no such key"))
+	}
+	c.log(&w, "resources[1]", "ns/a", errors.New("no such key")) // other rules have their own budget
+	if len(w.lines) != 2 {
+		t.Fatalf("logged %d lines, want 2: %v", len(w.lines), w.lines)
+	}
+	time.Sleep(60 * time.Millisecond)
+	c.log(&w, "resources[0]", "ns/b", errors.New("no such key"))
+	if len(w.lines) != 3 {
+		t.Fatalf("logged %d lines after the interval, want 3", len(w.lines))
+	}
+	last := fmt.Sprint(w.lines[2])
+	if !strings.Contains(last, "suppressed_since_last 4") {
+		t.Errorf("last line %s does not count the 4 suppressed errors", last)
+	}
+}

@@ -91,7 +91,7 @@ func Run(ctx context.Context, opts Options) error {
 	if err := eng.Discover(); err != nil {
 		return err
 	}
-	celc, err := celpred.NewCompiler(celpred.Options{MaxEstimatedCost: cfg.CEL.MaxEstimatedCost, CostLimit: cfg.CEL.CostLimit})
+	celc, err := celpred.NewCompiler(celpred.Options{MaxEstimatedCost: cfg.CELLimits.MaxEstimatedCost, CostLimit: cfg.CELLimits.CostLimit})
 	if err != nil {
 		return err
 	}
@@ -130,7 +130,7 @@ func Validate(path string) error {
 	if err != nil {
 		return err
 	}
-	celc, err := celpred.NewCompiler(celpred.Options{MaxEstimatedCost: cfg.CEL.MaxEstimatedCost, CostLimit: cfg.CEL.CostLimit})
+	celc, err := celpred.NewCompiler(celpred.Options{MaxEstimatedCost: cfg.CELLimits.MaxEstimatedCost, CostLimit: cfg.CELLimits.CostLimit})
 	if err != nil {
 		return err
 	}
