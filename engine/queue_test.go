@@ -242,7 +242,9 @@ func TestQueueDropsAfterMaxRetries(t *testing.T) {
 
 type warnings struct{ lines [][]any }
 
-func (w *warnings) Warn(msg string, args ...any) { w.lines = append(w.lines, append([]any{msg}, args...)) }
+func (w *warnings) Warn(msg string, args ...any) {
+	w.lines = append(w.lines, append([]any{msg}, args...))
+}
 
 // TestCELErrorLogIsRateLimited: a bad rule on a busy resource logs once per
 // interval, with the number of errors suppressed in between.
