@@ -29,6 +29,9 @@ type delivery struct {
 	obj, old *unstructured.Unstructured
 	initial  bool
 	isNS     bool
+	// known marks an initial ADDED from a replacement informer for an object
+	// (same uid and resourceVersion) its predecessor already delivered.
+	known bool
 
 	// Owned by the worker holding the key.
 	matched bool
@@ -154,6 +157,9 @@ func (e *Engine) match(ctx context.Context, d *delivery) []*rules.Rule {
 	ev := &rules.Event{Type: d.typ, Object: d.obj, OldObject: d.old, Initial: d.initial, IsNamespace: d.isNS}
 	var out []*rules.Rule
 	for _, r := range rs {
+		if d.known && b.carried[r] {
+			continue
+		}
 		ok, err := r.Matches(ctx, ev)
 		if err != nil {
 			e.stats.CELErrors.Add(1)

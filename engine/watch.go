@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"reflect"
 	"slices"
 	"sort"
 
@@ -9,6 +10,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic/dynamicinformer"
 	"k8s.io/client-go/tools/cache"
 
@@ -37,6 +39,7 @@ func (k watchKey) String() string {
 
 type watch struct {
 	key    watchKey
+	store  cache.Store
 	cancel context.CancelFunc
 	done   chan struct{}
 }
@@ -46,6 +49,9 @@ type watch struct {
 type binding struct {
 	set   *rules.Set
 	byGVR map[schema.GroupVersionResource][]*rules.Rule
+	// carried holds the rules that the previous binding had unchanged; they
+	// have seen the objects a replaced informer already delivered.
+	carried map[*rules.Rule]bool
 }
 
 // ReconcileResult says what a reconcile changed.
@@ -103,23 +109,55 @@ func (e *Engine) reconcile(ctx context.Context) ReconcileResult {
 			desired[k] = true
 		}
 	}
-	e.binding.Store(&binding{set: set, byGVR: byGVR})
+	e.binding.Store(&binding{set: set, byGVR: byGVR, carried: carriedRules(e.binding.Load().set, set)})
 
+	// A watch that is replaced (its selector or namespaces changed) hands
+	// what it has seen to its successors, so that their initial list does
+	// not report those objects again to the rules that saw them.
+	seen := map[schema.GroupVersionResource]map[types.UID]string{}
 	for k, w := range e.watches {
-		if !desired[k] {
-			e.stopWatch(w)
-			res.Stopped = append(res.Stopped, k.String())
+		if desired[k] {
+			continue
 		}
+		if seen[k.GVR] == nil {
+			seen[k.GVR] = map[types.UID]string{}
+		}
+		for _, obj := range w.store.List() {
+			if u, ok := obj.(*unstructured.Unstructured); ok {
+				seen[k.GVR][u.GetUID()] = u.GetResourceVersion()
+			}
+		}
+		e.stopWatch(w)
+		res.Stopped = append(res.Stopped, k.String())
 	}
 	for k := range desired {
 		if _, ok := e.watches[k]; !ok {
-			e.startWatch(ctx, k)
+			e.startWatch(ctx, k, seen[k.GVR])
 			res.Started = append(res.Started, k.String())
 		}
 	}
 	sort.Strings(res.Started)
 	sort.Strings(res.Stopped)
 	return res
+}
+
+// carriedRules returns the rules of set that prev had with the same path and
+// the same definition.
+func carriedRules(prev, set *rules.Set) map[*rules.Rule]bool {
+	if prev == nil {
+		return nil
+	}
+	before := map[string]*rules.Rule{}
+	for _, r := range prev.Rules {
+		before[r.ID] = r
+	}
+	carried := map[*rules.Rule]bool{}
+	for _, r := range set.Rules {
+		if old, ok := before[r.ID]; ok && reflect.DeepEqual(old.Rule, r.Rule) {
+			carried[r] = true
+		}
+	}
+	return carried
 }
 
 // watchesFor decides the informers one resource needs for its rules: one
@@ -177,8 +215,9 @@ func (e *Engine) checkScope(r *rules.Rule, api apiResource) {
 }
 
 // startWatch starts one informer; its goroutine ends when ctx is done or the
-// watch is stopped. Called with e.mu held.
-func (e *Engine) startWatch(ctx context.Context, k watchKey) {
+// watch is stopped. seen maps the objects a replaced watch already delivered
+// to their resource versions (nil for a new watch). Called with e.mu held.
+func (e *Engine) startWatch(ctx context.Context, k watchKey, seen map[types.UID]string) {
 	inf := dynamicinformer.NewFilteredDynamicInformer(e.dyn, k.GVR, k.Namespace, 0, cache.Indexers{}, func(o *metav1.ListOptions) {
 		o.LabelSelector = k.Selector
 	}).Informer()
@@ -199,7 +238,8 @@ func (e *Engine) startWatch(ctx context.Context, k watchKey) {
 	_, _ = inf.AddEventHandler(cache.ResourceEventHandlerDetailedFuncs{
 		AddFunc: func(obj any, initial bool) {
 			if u, ok := obj.(*unstructured.Unstructured); ok {
-				e.enqueue(&delivery{typ: config.Added, gvr: gvr, obj: u, initial: initial, isNS: isNS})
+				known := initial && seen != nil && seen[u.GetUID()] == u.GetResourceVersion()
+				e.enqueue(&delivery{typ: config.Added, gvr: gvr, obj: u, initial: initial, known: known, isNS: isNS})
 			}
 		},
 		UpdateFunc: func(oldObj, newObj any) {
@@ -220,7 +260,7 @@ func (e *Engine) startWatch(ctx context.Context, k watchKey) {
 		},
 	})
 	wctx, cancel := context.WithCancel(ctx)
-	w := &watch{key: k, cancel: cancel, done: make(chan struct{})}
+	w := &watch{key: k, store: inf.GetStore(), cancel: cancel, done: make(chan struct{})}
 	e.watches[k] = w
 	e.stats.Informers.Add(1)
 	e.log.Info("informer started", "watch", k.String())

@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -42,9 +44,10 @@ type Options struct {
 	Stdout, Stderr io.Writer
 }
 
-// Run runs Faro until ctx is done or the auto-shutdown timer fires. A bad
-// config or an unreachable API server is an error returned before anything
-// runs.
+// Run runs Faro until ctx is done or the auto-shutdown timer fires, following
+// the config file as it changes (and on SIGHUP). A bad config or an
+// unreachable API server at start is an error returned before anything runs;
+// a bad config later is refused and the running rules stay.
 func Run(ctx context.Context, opts Options) error {
 	cfg, err := config.Load(opts.ConfigPath)
 	if err != nil {
@@ -54,11 +57,7 @@ func Run(ctx context.Context, opts Options) error {
 	if opts.LogFormat != "" && opts.LogFormat != "text" && !json {
 		return fmt.Errorf("--log-format: unknown format %q (text or json)", opts.LogFormat)
 	}
-	level := cfg.LogLevel
-	if opts.LogLevel != "" {
-		level = opts.LogLevel
-	}
-	logs, err := logging.New(logging.Options{Level: level, JSON: json, Events: opts.Stdout, Diagnostics: opts.Stderr})
+	logs, err := logging.New(logging.Options{Level: firstNonEmpty(opts.LogLevel, cfg.LogLevel), JSON: json, Events: opts.Stdout, Diagnostics: opts.Stderr})
 	if err != nil {
 		return err
 	}
@@ -91,37 +90,102 @@ func Run(ctx context.Context, opts Options) error {
 	if err := eng.Discover(); err != nil {
 		return err
 	}
-	celc, err := celpred.NewCompiler(celpred.Options{MaxEstimatedCost: cfg.CELLimits.MaxEstimatedCost, CostLimit: cfg.CELLimits.CostLimit})
-	if err != nil {
-		return err
-	}
-	set, err := rules.Compile(cfg, rules.Options{CEL: celc, Schemas: &schemas{eng: eng, resolver: celpred.NewSchemaResolver(eng.Discovery()), log: logs.Diag}})
+	d := &daemon{opts: opts, logs: logs, log: logs.Diag, eng: eng, initial: cfg, startedAt: time.Now()}
+	d.schemas = &schemas{eng: eng, resolver: celpred.NewSchemaResolver(eng.Discovery()), log: logs.Diag}
+	set, err := d.compile(cfg)
 	if err != nil {
 		return err
 	}
 
-	shutdown := opts.AutoShutdown
-	if shutdown <= 0 {
-		shutdown = time.Duration(cfg.AutoShutdownSec) * time.Second
-	}
-	if shutdown > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeoutCause(ctx, shutdown, errAutoShutdown)
-		defer cancel()
-		logs.Diag.Info("auto-shutdown armed", "after", shutdown)
-	}
-	logs.Diag.Info("starting", "config", opts.ConfigPath, "rules", len(set.Rules))
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	d.cancel = cancel
+	d.armShutdown(cfg)
+	defer d.disarmShutdown()
+
+	d.log.Info("starting", "config", opts.ConfigPath, "rules", len(set.Rules))
+	d.current = set
 	eng.Apply(ctx, set)
-	err = eng.Run(ctx)
-	if errors.Is(context.Cause(ctx), errAutoShutdown) {
-		logs.Diag.Info("auto-shutdown: time is up")
+
+	watchDone, err := d.watchConfig(ctx)
+	if err != nil {
+		return err
 	}
-	logs.Diag.Info("stopped", "events", eng.Stats().Events.Load(), "matched", eng.Stats().Matched.Load(),
-		"dropped", eng.Stats().Dropped.Load(), "diagnostics_dropped", logs.Dropped())
+	err = eng.Run(ctx)
+	<-watchDone
+	if errors.Is(context.Cause(ctx), errAutoShutdown) {
+		d.log.Info("auto-shutdown: time is up")
+	}
+	st := eng.Stats()
+	d.log.Info("stopped", "events", st.Events.Load(), "matched", st.Matched.Load(), "dropped", st.Dropped.Load(),
+		"reloads_ok", d.Reloads.OK.Load(), "reloads_refused", d.Reloads.Refused.Load(), "diagnostics_dropped", logs.Dropped())
 	return err
 }
 
 var errAutoShutdown = errors.New("auto-shutdown")
+
+// daemon is one running Faro: the engine plus what a reload changes.
+type daemon struct {
+	opts    Options
+	logs    *logging.Logs
+	log     hclog.Logger
+	eng     *engine.Engine
+	schemas rules.SchemaSource
+	cancel  context.CancelCauseFunc
+	// initial is the config at start: settings that need a restart are
+	// compared against it.
+	initial   *config.Config
+	startedAt time.Time
+
+	// Reloads counts config reloads by outcome.
+	Reloads struct{ OK, Refused atomic.Uint64 }
+
+	mu       sync.Mutex // guards the fields below (reloads are serialized)
+	current  *rules.Set
+	celc     *celpred.Compiler
+	celLimit config.CELLimits
+	timer    *time.Timer
+	shutdown time.Duration
+}
+
+// compile turns a parsed config into a rule set: regexes, selectors and
+// CEL, type-checked against the cluster's schemas. The CEL compiler is
+// rebuilt only when the cost limits change.
+func (d *daemon) compile(cfg *config.Config) (*rules.Set, error) {
+	if d.celc == nil || d.celLimit != cfg.CELLimits {
+		celc, err := celpred.NewCompiler(celpred.Options{MaxEstimatedCost: cfg.CELLimits.MaxEstimatedCost, CostLimit: cfg.CELLimits.CostLimit})
+		if err != nil {
+			return nil, err
+		}
+		d.celc, d.celLimit = celc, cfg.CELLimits
+	}
+	return rules.Compile(cfg, rules.Options{CEL: d.celc, Schemas: d.schemas})
+}
+
+// armShutdown (re)arms the auto-shutdown timer from the flag or config,
+// counting from the daemon's start.
+func (d *daemon) armShutdown(cfg *config.Config) {
+	after := d.opts.AutoShutdown
+	if after <= 0 {
+		after = time.Duration(cfg.AutoShutdownSec) * time.Second
+	}
+	if after == d.shutdown && d.timer != nil {
+		return
+	}
+	d.disarmShutdown()
+	d.shutdown = after
+	if after > 0 {
+		d.timer = time.AfterFunc(time.Until(d.startedAt.Add(after)), func() { d.cancel(errAutoShutdown) })
+		d.log.Info("auto-shutdown armed", "after", after)
+	}
+}
+
+func (d *daemon) disarmShutdown() {
+	if d.timer != nil {
+		d.timer.Stop()
+		d.timer = nil
+	}
+}
 
 // Validate checks a config file offline: parse, validate and compile every
 // rule (CEL with dynamic types, since no schema is at hand).
@@ -182,6 +246,15 @@ func (s *schemas) SchemaFor(ref config.ResourceRef) *spec.Schema {
 		return nil
 	}
 	return sch
+}
+
+func firstNonEmpty(vs ...string) string {
+	for _, v := range vs {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
 }
 
 func firstPositive(vs ...int) int {
