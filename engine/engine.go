@@ -125,9 +125,10 @@ type Engine struct {
 	queue   workqueue.TypedRateLimitingInterface[objKey]
 	pending pendingEvents
 
-	binding atomic.Pointer[binding] // rules by GVR; read by workers
-	rules   atomic.Pointer[rules.Set]
-	kick    chan struct{} // asks the control loop to rediscover and reconcile
+	binding    atomic.Pointer[binding] // rules by GVR; read by workers
+	rules      atomic.Pointer[rules.Set]
+	kick       chan struct{} // asks the control loop to rediscover and reconcile
+	generation atomic.Uint64 // bumped on every discovery
 
 	mu      sync.Mutex // guards watches, index, pendingErrs (control loop and Apply)
 	watches map[watchKey]*watch
@@ -241,11 +242,20 @@ func (e *Engine) Discover() error {
 		e.log.Warn("discovery incomplete", "error", err)
 	}
 	e.log.Info("discovered API resources", "watchable", idx.count())
+	e.setIndex(idx)
+	return nil
+}
+
+func (e *Engine) setIndex(idx *resourceIndex) {
 	e.mu.Lock()
 	e.index = idx
 	e.mu.Unlock()
-	return nil
+	e.generation.Add(1)
 }
+
+// DiscoveryGeneration changes every time the engine rediscovers the API;
+// anything derived from discovery (schemas) is stale once it moved.
+func (e *Engine) DiscoveryGeneration() uint64 { return e.generation.Load() }
 
 // KindFor resolves a configured resource to its kind on the last discovery.
 func (e *Engine) KindFor(ref config.ResourceRef) (schema.GroupVersionKind, bool) {
@@ -308,8 +318,6 @@ func (e *Engine) rediscover(ctx context.Context) {
 	if err != nil {
 		e.log.Debug("discovery incomplete", "error", err)
 	}
-	e.mu.Lock()
-	e.index = idx
-	e.mu.Unlock()
+	e.setIndex(idx)
 	e.reconcile(ctx)
 }

@@ -7,6 +7,7 @@ package rules
 import (
 	"context"
 	"fmt"
+	"reflect"
 	"regexp"
 	"slices"
 
@@ -32,6 +33,10 @@ type Options struct {
 	CEL *celpred.Compiler
 	// Schemas is optional.
 	Schemas SchemaSource
+	// Previous, when set, is the rule set being replaced: an entry whose
+	// definition and schema did not change is carried over as compiled,
+	// which makes a reload cost what changed, not the size of the file.
+	Previous *Set
 }
 
 // Rule is one compiled config entry.
@@ -42,6 +47,7 @@ type Rule struct {
 	name       *regexp.Regexp
 	selector   labels.Selector
 	pred       *celpred.Predicate
+	schema     *spec.Schema // what pred was type-checked against
 }
 
 // Set is an immutable, compiled rule set.
@@ -55,7 +61,17 @@ type Set struct {
 func Compile(cfg *config.Config, opts Options) (*Set, error) {
 	set := &Set{Config: cfg}
 	var errs config.Errors
+	prev := map[string]*Rule{}
+	if opts.Previous != nil {
+		for _, r := range opts.Previous.Rules {
+			prev[r.ID] = r
+		}
+	}
 	for _, r := range cfg.Rules {
+		if old, ok := prev[r.ID]; ok && reflect.DeepEqual(old.Rule, r) && old.schema == schemaFor(opts, r) {
+			set.Rules = append(set.Rules, old)
+			continue
+		}
 		cr := &Rule{Rule: r, selector: labels.Everything()}
 		for _, p := range r.NamespacePatterns {
 			re, err := config.CompilePattern(p)
@@ -90,17 +106,23 @@ func (r *Rule) compileCEL(cfg *config.Config, opts Options) config.Errors {
 	for _, v := range r.Variables {
 		src.Variables = append(src.Variables, celpred.Variable{Name: v.Name, Expression: v.Expression})
 	}
-	var schema *spec.Schema
-	if opts.Schemas != nil {
-		schema = opts.Schemas.SchemaFor(r.Resource)
-	}
+	schema := schemaFor(opts, r.Rule)
 	pred, issues := opts.CEL.Compile(r.ID, src, schema)
 	var errs config.Errors
 	for _, is := range issues {
 		errs = append(errs, cfg.Errorf(is.Path, "%s", is.Message))
 	}
-	r.pred = pred
+	r.pred, r.schema = pred, schema
 	return errs
+}
+
+// schemaFor returns the schema r's CEL is checked against; nil without CEL
+// or without a schema source.
+func schemaFor(opts Options, r config.Rule) *spec.Schema {
+	if opts.Schemas == nil || (len(r.CEL) == 0 && len(r.Variables) == 0) {
+		return nil
+	}
+	return opts.Schemas.SchemaFor(r.Resource)
 }
 
 // Event is what the rule engine looks at: one change to one object.

@@ -186,3 +186,36 @@ func BenchmarkMatchPath(b *testing.B) {
 		}
 	}
 }
+
+// TestCompileReusesUnchangedEntries: with Previous, an entry whose
+// definition did not change is carried over as compiled; a changed one is
+// compiled anew.
+func TestCompileReusesUnchangedEntries(t *testing.T) {
+	celc, err := celpred.NewCompiler(celpred.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	compile := func(pattern string, prev *Set) *Set {
+		cfg, err := config.Parse([]byte(`
+resources:
+  - {gvr: v1/configmaps, cel: "object.data.x == 'y'"}
+  - {gvr: v1/configmaps, name_pattern: "`+pattern+`"}
+`), "r.yaml")
+		if err != nil {
+			t.Fatal(err)
+		}
+		set, err := Compile(cfg, Options{CEL: celc, Previous: prev})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return set
+	}
+	first := compile("a-.*", nil)
+	second := compile("b-.*", first)
+	if second.Rules[0] != first.Rules[0] {
+		t.Error("unchanged entry was compiled again")
+	}
+	if second.Rules[1] == first.Rules[1] || second.Rules[1].NamePattern != "b-.*" {
+		t.Error("changed entry was not compiled anew")
+	}
+}

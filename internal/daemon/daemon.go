@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/kube-openapi/pkg/validation/spec"
@@ -90,8 +91,8 @@ func Run(ctx context.Context, opts Options) error {
 	if err := eng.Discover(); err != nil {
 		return err
 	}
-	d := &daemon{opts: opts, logs: logs, log: logs.Diag, eng: eng, initial: cfg, startedAt: time.Now()}
-	d.schemas = &schemas{eng: eng, resolver: celpred.NewSchemaResolver(eng.Discovery()), log: logs.Diag}
+	d := &daemon{opts: opts, logs: logs, log: logs.Diag, eng: eng, initial: cfg, startedAt: time.Now(),
+		resolver: celpred.NewSchemaResolver(eng.Discovery())}
 	set, err := d.compile(cfg)
 	if err != nil {
 		return err
@@ -126,12 +127,13 @@ var errAutoShutdown = errors.New("auto-shutdown")
 
 // daemon is one running Faro: the engine plus what a reload changes.
 type daemon struct {
-	opts    Options
-	logs    *logging.Logs
-	log     hclog.Logger
-	eng     *engine.Engine
-	schemas rules.SchemaSource
-	cancel  context.CancelCauseFunc
+	opts     Options
+	logs     *logging.Logs
+	log      hclog.Logger
+	eng      *engine.Engine
+	resolver celpred.SchemaResolver
+	schemas  *schemas // guarded by mu
+	cancel   context.CancelCauseFunc
 	// initial is the config at start: settings that need a restart are
 	// compared against it.
 	initial   *config.Config
@@ -149,17 +151,23 @@ type daemon struct {
 }
 
 // compile turns a parsed config into a rule set: regexes, selectors and
-// CEL, type-checked against the cluster's schemas. The CEL compiler is
+// CEL, type-checked against the cluster's schemas. Entries that did not
+// change since the running set are reused as compiled. The CEL compiler is
 // rebuilt only when the cost limits change.
 func (d *daemon) compile(cfg *config.Config) (*rules.Set, error) {
+	prev := d.current
 	if d.celc == nil || d.celLimit != cfg.CELLimits {
+		prev = nil // programs compiled under other limits are not reused
 		celc, err := celpred.NewCompiler(celpred.Options{MaxEstimatedCost: cfg.CELLimits.MaxEstimatedCost, CostLimit: cfg.CELLimits.CostLimit})
 		if err != nil {
 			return nil, err
 		}
 		d.celc, d.celLimit = celc, cfg.CELLimits
 	}
-	return rules.Compile(cfg, rules.Options{CEL: d.celc, Schemas: d.schemas})
+	if gen := d.eng.DiscoveryGeneration(); d.schemas == nil || d.schemas.generation != gen {
+		d.schemas = &schemas{eng: d.eng, resolver: d.resolver, log: d.log, generation: gen, cache: map[schema.GroupVersionKind]*spec.Schema{}}
+	}
+	return rules.Compile(cfg, rules.Options{CEL: d.celc, Schemas: d.schemas, Previous: prev})
 }
 
 // armShutdown (re)arms the auto-shutdown timer from the flag or config,
@@ -228,11 +236,15 @@ func restConfig(opts Options) (*rest.Config, error) {
 
 // schemas finds OpenAPI schemas for CEL type-checking through the engine's
 // discovery snapshot. A resource that is not served (yet) or has no schema
-// gets nil: CEL falls back to dynamic typing for it.
+// gets nil: CEL falls back to dynamic typing for it. Each kind is fetched
+// once however many entries name it, and kept until the engine rediscovers
+// the API (which CRD changes trigger), since a CRD's schema may then differ.
 type schemas struct {
-	eng      *engine.Engine
-	resolver celpred.SchemaResolver
-	log      hclog.Logger
+	eng        *engine.Engine
+	resolver   celpred.SchemaResolver
+	log        hclog.Logger
+	generation uint64
+	cache      map[schema.GroupVersionKind]*spec.Schema
 }
 
 func (s *schemas) SchemaFor(ref config.ResourceRef) *spec.Schema {
@@ -240,11 +252,15 @@ func (s *schemas) SchemaFor(ref config.ResourceRef) *spec.Schema {
 	if !ok {
 		return nil
 	}
+	if sch, ok := s.cache[gvk]; ok {
+		return sch
+	}
 	sch, err := s.resolver.ResolveSchema(gvk)
 	if err != nil {
 		s.log.Debug("no schema for CEL type-checking; using dynamic types", "gvk", gvk.String(), "error", err)
-		return nil
+		sch = nil
 	}
+	s.cache[gvk] = sch
 	return sch
 }
 

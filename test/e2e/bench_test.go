@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -89,4 +90,33 @@ func BenchmarkThroughput(b *testing.B) {
 		}
 		b.ReportMetric(float64(benchObjects*b.N)/b.Elapsed().Seconds(), "events/s")
 	})
+}
+
+// BenchmarkReloadLatency: one op is a write of a 100-entry config (one
+// entry's pattern changed) until the new rules are live (the daemon logged
+// the reload, which it does after the swap). It includes the 25 ms debounce.
+func BenchmarkReloadLatency(b *testing.B) {
+	ns := createNamespace(b, "bench-reload")
+	config := func(gen int) string {
+		var sb strings.Builder
+		sb.WriteString("resources:\n")
+		for i := range 100 {
+			fmt.Fprintf(&sb, "  - gvr: v1/configmaps\n    namespace_patterns: [\"%s.*\"]\n    name_pattern: \"app-%d-%d-.*\"\n    label_selector: \"tier in (web, api)\"\n    cel: \"has(object.data) && object.data.size() > %d\"\n", ns, i, gen*boolInt(i == 50), i%5)
+		}
+		return sb.String()
+	}
+	f := startFaro(b, config(0), func(o *daemon.Options) { o.LogLevel = "info" })
+	b.ResetTimer()
+	gen := 0
+	for b.Loop() {
+		gen++
+		f.rewrite(config(gen), reloaded)
+	}
+}
+
+func boolInt(v bool) int {
+	if v {
+		return 1
+	}
+	return 0
 }

@@ -164,11 +164,11 @@ func TestReloadBrokenThenFixed(t *testing.T) {
 	}
 	f := startFaro(t, good("old-.*"))
 	broken := []struct{ cfg, place string }{
-		{"resources:\n  - gvr: v1/configmaps\n     name_pattern: x\n", "faro.yaml:3"},                  // YAML error
-		{good("new-.*") + "    name_patern: x\n", `resources[0].name_patern: unknown key`},             // unknown key
-		{good("new-("), `resources[0].name_pattern: invalid regular expression`},                       // bad regex
+		{"resources:\n  - gvr: v1/configmaps\n     name_pattern: x\n", "faro.yaml:3"},                                            // YAML error
+		{good("new-.*") + "    name_patern: x\n", `resources[0].name_patern: unknown key`},                                       // unknown key
+		{good("new-("), `resources[0].name_pattern: invalid regular expression`},                                                 // bad regex
 		{good("new-.*") + "    cel: \"object.data.v ==\"\n", `resources[0].cel[0]: ERROR: \u003cinput\u003e:1:17: Syntax error`}, // bad CEL
-		{good("new-.*") + "    plugins: [nope]\n", `resources[0].plugins[0]: unknown plugin \"nope\"`}, // unknown plugin
+		{good("new-.*") + "    plugins: [nope]\n", `resources[0].plugins[0]: unknown plugin \"nope\"`},                           // unknown plugin
 	}
 	for i, b := range broken {
 		f.rewrite(b.cfg, refused)
