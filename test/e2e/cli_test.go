@@ -123,6 +123,16 @@ func TestBinaryLifecycle(t *testing.T) {
 		if !strings.Contains(stdout.String(), "initial=true") {
 			t.Errorf("pre-existing object not marked initial:\n%s", stdout.String())
 		}
+		// SIGHUP reloads the config even when the file did not change.
+		_ = cmd.Process.Signal(syscall.SIGHUP)
+		for !strings.Contains(stderr.String(), "config reloaded: reason=SIGHUP") {
+			if time.Now().After(deadline) {
+				_ = cmd.Process.Kill()
+				t.Fatalf("no reload after SIGHUP:\n%s", stderr.String())
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		done := make(chan error, 1)
 		go func() { done <- cmd.Wait() }()
