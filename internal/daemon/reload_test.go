@@ -1,0 +1,33 @@
+package daemon
+
+import (
+	"slices"
+	"testing"
+
+	"github.com/faro-dev/faro/config"
+	"github.com/faro-dev/faro/rules"
+)
+
+func TestDiffRules(t *testing.T) {
+	set := func(yaml string) []*rules.Rule {
+		cfg, err := config.Parse([]byte(yaml), "x.yaml")
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := rules.Compile(cfg, rules.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s.Rules
+	}
+	old := set("resources:\n  - {gvr: v1/configmaps}\n  - {gvr: v1/secrets}\n  - {gvr: v1/pods}\n")
+	new := set("resources:\n  - {gvr: v1/configmaps}\n  - {gvr: v1/secrets, name_pattern: x}\n")
+	added, removed, changed := diffRules(old, new)
+	if len(added) != 0 || !slices.Equal(removed, []string{"resources[2]"}) || !slices.Equal(changed, []string{"resources[1]"}) {
+		t.Errorf("diff = added %v removed %v changed %v", added, removed, changed)
+	}
+	added, removed, changed = diffRules(new, old)
+	if !slices.Equal(added, []string{"resources[2]"}) || len(removed) != 0 || !slices.Equal(changed, []string{"resources[1]"}) {
+		t.Errorf("reverse diff = added %v removed %v changed %v", added, removed, changed)
+	}
+}
