@@ -39,6 +39,13 @@ type Matched struct {
 	Rule      *rules.Rule
 }
 
+// GVRString renders the resource as log lines show it: v1/configmaps,
+// apps/v1/deployments.
+func (m *Matched) GVRString() string { return gvrString(m.GVR) }
+
+// Key renders the object as log lines show it: ns/name, or name.
+func (m *Matched) Key() string { return describe(m.Object.GetNamespace(), m.Object.GetName()) }
+
 // Handler is the plugin stage: it receives each matched event once per
 // plugin the matching rule names, after the event was logged. An error sends
 // the event back to the queue to be retried with backoff.

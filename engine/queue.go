@@ -177,9 +177,9 @@ func (e *Engine) match(ctx context.Context, d *delivery) []*rules.Rule {
 // slow output backs up the queue, and no matched line is ever dropped.
 func (e *Engine) logMatch(m *Matched) {
 	e.stats.Matched.Add(1)
-	gvr := gvrString(m.GVR)
+	gvr := m.GVRString()
 	ns, name := m.Object.GetNamespace(), m.Object.GetName()
-	msg := fmt.Sprintf("CONFIG [%s] %s %s", m.Type, gvr, describe(ns, name))
+	msg := fmt.Sprintf("CONFIG [%s] %s %s", m.Type, gvr, m.Key())
 	if e.opts.JSON {
 		e.opts.Events.Info(msg, "event_type", string(m.Type), "gvr", gvr, "namespace", ns, "name", name,
 			"uid", string(m.Object.GetUID()), "resource_version", m.Object.GetResourceVersion(), "rule", m.Rule.ID, "initial", m.Initial)

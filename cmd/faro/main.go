@@ -66,7 +66,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 
 	if cmd == "validate" {
-		if err := daemon.Validate(opts.ConfigPath); err != nil {
+		if err := daemon.Validate(context.Background(), opts.ConfigPath); err != nil {
 			fmt.Fprintln(stderr, err)
 			return 1
 		}

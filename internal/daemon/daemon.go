@@ -22,6 +22,7 @@ import (
 	"github.com/faro-dev/faro/engine"
 	"github.com/faro-dev/faro/internal/celpred"
 	"github.com/faro-dev/faro/internal/logging"
+	"github.com/faro-dev/faro/internal/wasmhost"
 	"github.com/faro-dev/faro/rules"
 )
 
@@ -77,12 +78,20 @@ func Run(ctx context.Context, opts Options) error {
 	if err != nil {
 		return err
 	}
+	workers := firstPositive(opts.Workers, cfg.Workers, defaultWorkers)
+	host, err := wasmhost.New(ctx, wasmhost.Options{PoolSize: workers, Logger: logs.Diag.Named("plugin")})
+	if err != nil {
+		return err
+	}
+	defer host.Close(context.WithoutCancel(ctx))
+	r := &router{events: logs.Events, diag: logs.Diag, json: json}
 	eng, err := engine.New(engine.Options{
 		Config:     restCfg,
 		Events:     logs.Events,
 		Diag:       logs.Diag,
 		JSON:       json,
-		Workers:    firstPositive(opts.Workers, cfg.Workers),
+		Handler:    r,
+		Workers:    workers,
 		MaxRetries: firstPositive(opts.MaxRetries, derefInt(cfg.MaxRetries)),
 	})
 	if err != nil {
@@ -91,12 +100,17 @@ func Run(ctx context.Context, opts Options) error {
 	if err := eng.Discover(); err != nil {
 		return err
 	}
-	d := &daemon{opts: opts, logs: logs, log: logs.Diag, eng: eng, initial: cfg, startedAt: time.Now(),
+	d := &daemon{opts: opts, logs: logs, log: logs.Diag, eng: eng, host: host, router: r, initial: cfg, startedAt: time.Now(),
 		resolver: celpred.NewSchemaResolver(eng.Discovery())}
 	set, err := d.compile(cfg)
 	if err != nil {
 		return err
 	}
+	plugins, err := loadPlugins(ctx, host, cfg, nil)
+	if err != nil {
+		return err
+	}
+	r.live.Store(&plugins)
 
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -131,6 +145,8 @@ type daemon struct {
 	logs     *logging.Logs
 	log      hclog.Logger
 	eng      *engine.Engine
+	host     *wasmhost.Host
+	router   *router
 	resolver celpred.SchemaResolver
 	schemas  *schemas // guarded by mu
 	cancel   context.CancelCauseFunc
@@ -195,9 +211,14 @@ func (d *daemon) disarmShutdown() {
 	}
 }
 
+// defaultWorkers is the worker count when neither flag nor config sets it.
+const defaultWorkers = 4
+
 // Validate checks a config file offline: parse, validate and compile every
-// rule (CEL with dynamic types, since no schema is at hand).
-func Validate(path string) error {
+// rule (CEL with dynamic types, since no schema is at hand) and load every
+// plugin (its module compiled and its ABI checked). All problems of a stage
+// are reported together.
+func Validate(ctx context.Context, path string) error {
 	cfg, err := config.Load(path)
 	if err != nil {
 		return err
@@ -206,8 +227,26 @@ func Validate(path string) error {
 	if err != nil {
 		return err
 	}
-	_, err = rules.Compile(cfg, rules.Options{CEL: celc})
-	return err
+	_, rulesErr := rules.Compile(cfg, rules.Options{CEL: celc})
+	host, err := wasmhost.New(ctx, wasmhost.Options{PoolSize: 1})
+	if err != nil {
+		return err
+	}
+	defer host.Close(ctx)
+	_, pluginErr := loadPlugins(ctx, host, cfg, nil)
+	var all config.Errors
+	for _, err := range []error{rulesErr, pluginErr} {
+		var errs config.Errors
+		if errors.As(err, &errs) {
+			all = append(all, errs...)
+		} else if err != nil {
+			return err
+		}
+	}
+	if len(all) > 0 {
+		return all
+	}
+	return nil
 }
 
 func restConfig(opts Options) (*rest.Config, error) {

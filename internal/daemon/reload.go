@@ -3,6 +3,7 @@ package daemon
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -25,24 +26,24 @@ import (
 // symlink swap is one burst, and one reload.
 const debounce = 25 * time.Millisecond
 
-// watchConfig follows the config file until ctx is done: fsnotify on the
-// folder that holds it (editors replace files by rename; a ConfigMap volume
-// swaps a ..data symlink; both show up as events in the folder), and SIGHUP.
-// A burst of events is one reload, and only when the file's content changed.
-// The returned channel closes when the watcher has stopped.
+// watchConfig follows the config file and the plugin files it names until
+// ctx is done: fsnotify on the folders that hold them (editors replace files
+// by rename; a ConfigMap volume swaps a ..data symlink; both show up as
+// events in the folder), and SIGHUP. A burst of events is one reload, and
+// only when the content of the config or of a plugin file changed. The
+// returned channel closes when the watcher has stopped.
 func (d *daemon) watchConfig(ctx context.Context) (<-chan struct{}, error) {
 	w, err := fsnotify.NewWatcher()
 	if err != nil {
 		return nil, fmt.Errorf("watch config: %w", err)
 	}
-	dir := filepath.Dir(d.opts.ConfigPath)
-	if err := w.Add(dir); err != nil {
+	if err := d.watchFolders(w); err != nil {
 		w.Close()
-		return nil, fmt.Errorf("watch config folder %s: %w", dir, err)
+		return nil, err
 	}
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
-	last, _ := os.ReadFile(d.opts.ConfigPath)
+	last, _ := d.fingerprint()
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -59,19 +60,22 @@ func (d *daemon) watchConfig(ctx context.Context) (<-chan struct{}, error) {
 			case <-w.Events:
 				quiet.Reset(debounce)
 			case <-quiet.C:
-				data, err := os.ReadFile(d.opts.ConfigPath)
-				if err == nil && bytes.Equal(data, last) {
-					continue // an event in the folder that did not change the file
-				}
-				if errors.Is(err, fs.ErrNotExist) {
+				sum, err := d.fingerprint()
+				if errors.Is(err, fs.ErrNotExist) && sum == nil {
 					if last != nil {
 						d.log.Warn("config file is gone; keeping the running rules until it is back", "config", d.opts.ConfigPath)
 					}
 					last = nil
 					continue
 				}
-				last = data
+				if bytes.Equal(sum, last) {
+					continue // an event in a folder that changed none of the files
+				}
+				last = sum
 				d.reload(ctx, "file changed")
+				if err := d.watchFolders(w); err != nil {
+					d.log.Warn("cannot watch a plugin folder", "error", err)
+				}
 			case <-hup:
 				d.reload(ctx, "SIGHUP")
 			}
@@ -80,17 +84,55 @@ func (d *daemon) watchConfig(ctx context.Context) (<-chan struct{}, error) {
 	return done, nil
 }
 
-// reload reads, parses, validates and compiles the config, and only then
-// swaps the live rule set. On any error the running rules stay and the
-// error is logged with its place.
+// watchFolders adds the config's folder and the running plugins' folders to
+// w (adding one twice is harmless).
+func (d *daemon) watchFolders(w *fsnotify.Watcher) error {
+	dirs := []string{filepath.Dir(d.opts.ConfigPath)}
+	for _, lp := range *d.router.live.Load() {
+		dirs = append(dirs, filepath.Dir(lp.spec.Path))
+	}
+	for _, dir := range dirs {
+		if err := w.Add(dir); err != nil {
+			return fmt.Errorf("watch folder %s: %w", dir, err)
+		}
+	}
+	return nil
+}
+
+// fingerprint hashes the config file and the running plugins' files. It is
+// nil with fs.ErrNotExist when the config file is missing; a missing plugin
+// file only changes the hash (the reload then reports it).
+func (d *daemon) fingerprint() ([]byte, error) {
+	data, err := os.ReadFile(d.opts.ConfigPath)
+	if err != nil {
+		return nil, err
+	}
+	h := sha256.New()
+	h.Write(data)
+	for _, lp := range *d.router.live.Load() {
+		if wasm, err := os.ReadFile(lp.spec.Path); err == nil {
+			h.Write(wasm)
+		}
+	}
+	return h.Sum(nil), nil
+}
+
+// reload reads, parses, validates and compiles the config and its plugins,
+// and only then swaps the live rule and plugin sets. On any error the
+// running ones stay and the error is logged with its place.
 func (d *daemon) reload(ctx context.Context, reason string) {
 	start := time.Now()
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	running := *d.router.live.Load()
 	cfg, err := config.Load(d.opts.ConfigPath)
 	var set *rules.Set
+	var plugins pluginSet
 	if err == nil {
 		set, err = d.compile(cfg)
+	}
+	if err == nil {
+		plugins, err = loadPlugins(ctx, d.host, cfg, running)
 	}
 	if err != nil {
 		d.Reloads.Refused.Add(1)
@@ -99,15 +141,18 @@ func (d *daemon) reload(ctx context.Context, reason string) {
 	}
 	added, removed, changed := diffRules(d.current.Rules, set.Rules)
 	d.restartNeeded(d.initial, cfg)
+	d.router.live.Store(&plugins)
 	res := d.eng.Apply(ctx, set)
 	d.current = set
+	running.closeUnshared(ctx, plugins)
 	if lvl, err := logging.ParseLevel(firstNonEmpty(d.opts.LogLevel, cfg.LogLevel)); err == nil {
 		d.logs.SetLevel(lvl)
 	}
 	d.armShutdown(cfg)
 	d.Reloads.OK.Add(1)
 	d.log.Info("config reloaded", "reason", reason, "added", added, "removed", removed, "changed", changed,
-		"informers_started", res.Started, "informers_stopped", res.Stopped, "pending", res.Pending, "took", time.Since(start))
+		"plugins_reloaded", plugins.changedFrom(running), "informers_started", res.Started,
+		"informers_stopped", res.Stopped, "pending", res.Pending, "took", time.Since(start))
 }
 
 // diffRules names the entries added, removed and changed between two rule

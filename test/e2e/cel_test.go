@@ -126,7 +126,7 @@ resources:
 		}
 	}
 	// Offline, without a schema, the same file is accepted (dynamic typing).
-	if err := daemon.Validate(path); err != nil {
+	if err := daemon.Validate(t.Context(), path); err != nil {
 		t.Errorf("offline validate rejected a dynamically valid rule: %v", err)
 	}
 }

@@ -1,0 +1,170 @@
+package daemon
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/faro-dev/faro/config"
+	"github.com/faro-dev/faro/engine"
+	"github.com/faro-dev/faro/internal/wasmhost"
+)
+
+// loadedPlugin is one compiled plugin and what it was built from, so that a
+// reload can tell whether it must be rebuilt.
+type loadedPlugin struct {
+	plugin *wasmhost.Plugin
+	spec   wasmhost.PluginSpec
+	sum    [sha256.Size]byte // of the .wasm file
+}
+
+// pluginSet is the plugins of one config, by name. Replaced whole on reload.
+type pluginSet map[string]*loadedPlugin
+
+// pluginPath resolves a plugin's path relative to the config file.
+func pluginPath(cfg *config.Config, p config.Plugin) string {
+	if filepath.IsAbs(p.Path) {
+		return p.Path
+	}
+	return filepath.Join(filepath.Dir(cfg.Path), p.Path)
+}
+
+// loadPlugins compiles the plugins cfg declares, reusing from prev those
+// whose file and settings did not change. Every problem is returned, each
+// with its place. On error nothing new stays loaded.
+func loadPlugins(ctx context.Context, host *wasmhost.Host, cfg *config.Config, prev pluginSet) (pluginSet, error) {
+	set := pluginSet{}
+	var errs config.Errors
+	for i, p := range cfg.Plugins {
+		path := fmt.Sprintf("plugins[%d]", i)
+		spec, err := pluginSpec(cfg, p)
+		if err != nil {
+			errs = append(errs, cfg.Errorf(path, "%v", err))
+			continue
+		}
+		data, err := os.ReadFile(spec.Path)
+		if err != nil {
+			errs = append(errs, cfg.Errorf(path+".path", "cannot read plugin: %v", err))
+			continue
+		}
+		sum := sha256.Sum256(data)
+		if old, ok := prev[p.Name]; ok && old.sum == sum && reflect.DeepEqual(old.spec, spec) {
+			set[p.Name] = old
+			continue
+		}
+		plugin, err := host.Load(ctx, spec)
+		if err != nil {
+			errs = append(errs, cfg.Errorf(path+".path", "%v", err))
+			continue
+		}
+		set[p.Name] = &loadedPlugin{plugin: plugin, spec: spec, sum: sum}
+	}
+	if len(errs) > 0 {
+		set.closeUnshared(ctx, prev)
+		return nil, errs
+	}
+	return set, nil
+}
+
+func pluginSpec(cfg *config.Config, p config.Plugin) (wasmhost.PluginSpec, error) {
+	conf, err := p.ConfigJSON()
+	if err != nil {
+		return wasmhost.PluginSpec{}, err
+	}
+	mem, err := p.MemoryLimitBytes()
+	if err != nil {
+		return wasmhost.PluginSpec{}, err
+	}
+	return wasmhost.PluginSpec{
+		Name:         p.Name,
+		Path:         pluginPath(cfg, p),
+		Config:       conf,
+		Timeout:      time.Duration(p.Timeout),
+		MemoryLimit:  mem,
+		AllowedHosts: p.AllowedHosts,
+		MaxCalls:     p.MaxCalls,
+	}, nil
+}
+
+// closeUnshared closes the plugins of s that other does not share.
+func (s pluginSet) closeUnshared(ctx context.Context, other pluginSet) {
+	for name, lp := range s {
+		if other[name] != lp {
+			_ = lp.plugin.Close(ctx)
+		}
+	}
+}
+
+// changedFrom names the plugins of s that are not shared with prev: new
+// ones and rebuilt ones.
+func (s pluginSet) changedFrom(prev pluginSet) []string {
+	var names []string
+	for name, lp := range s {
+		if prev[name] != lp {
+			names = append(names, name)
+		}
+	}
+	slices.Sort(names)
+	return names
+}
+
+// router is the engine's Handler: it hands a matched event to the named
+// plugin of the live plugin set and writes the records the plugin emits.
+type router struct {
+	live   atomic.Pointer[pluginSet]
+	events hclog.Logger
+	diag   hclog.Logger
+	json   bool
+}
+
+// Handle implements engine.Handler. A plugin's own error (KindError) goes
+// back to the queue to be retried; a trap, timeout, memory overrun or output
+// overflow is logged with its kind and counted by the plugin, and the event
+// goes on: retrying would fail the same way.
+func (r *router) Handle(ctx context.Context, m *engine.Matched, name string) error {
+	set := r.live.Load()
+	var lp *loadedPlugin
+	if set != nil {
+		lp = (*set)[name]
+	}
+	if lp == nil {
+		return fmt.Errorf("plugin %q is not loaded", name)
+	}
+	ev := &wasmhost.Event{
+		Type: string(m.Type), GVR: m.GVRString(), Namespace: m.Object.GetNamespace(), Name: m.Object.GetName(),
+		UID: string(m.Object.GetUID()), ResourceVersion: m.Object.GetResourceVersion(), Rule: m.Rule.ID,
+		Initial: m.Initial, Object: m.Object.Object,
+	}
+	if m.OldObject != nil {
+		ev.OldObject = m.OldObject.Object
+	}
+	res, err := lp.plugin.Handle(ctx, ev)
+	if err != nil {
+		var perr *wasmhost.Error
+		if errors.As(err, &perr) && perr.Kind != wasmhost.KindError {
+			r.diag.Error("plugin failed; event not retried", "plugin", name, "kind", perr.Kind.String(),
+				"object", m.Key(), "gvr", ev.GVR, "error", perr.Err)
+			return nil
+		}
+		return err
+	}
+	for _, rec := range res.Records {
+		msg := fmt.Sprintf("PLUGIN [%s] %s %s", name, ev.GVR, m.Key())
+		if r.json {
+			r.events.Info(msg, "plugin", name, "event_type", ev.Type, "gvr", ev.GVR, "namespace", ev.Namespace,
+				"name", ev.Name, "rule", ev.Rule, "record", rec)
+		} else {
+			r.events.Info(msg, "rule", ev.Rule, "record", string(rec))
+		}
+	}
+	return nil
+}

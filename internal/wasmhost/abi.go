@@ -1,0 +1,309 @@
+package wasmhost
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+
+	"github.com/faro-dev/faro/plugins/sdk/abi"
+)
+
+// The host side of the ABI: the faro import module (plugins/sdk/ABI.md).
+// Host functions find the state of the running call in their context; a
+// guest that breaks the ABI (a bad pointer, a call outside faro_handle)
+// makes the function panic, which wazero turns into a trap of that call.
+
+var i32 = api.ValueTypeI32
+
+type hostFunc struct {
+	params, results []api.ValueType
+	fn              api.GoModuleFunc
+}
+
+var hostFuncs = map[string]hostFunc{
+	abi.ImportReadInput: {[]api.ValueType{i32}, nil, readInput},
+	abi.ImportGetField:  {[]api.ValueType{i32, i32, i32, i32}, []api.ValueType{i32}, getField},
+	abi.ImportGetConfig: {[]api.ValueType{i32, i32}, []api.ValueType{i32}, getConfig},
+	abi.ImportEmit:      {[]api.ValueType{i32, i32}, []api.ValueType{i32}, emit},
+	abi.ImportSetError:  {[]api.ValueType{i32, i32}, nil, setError},
+	abi.ImportLog:       {[]api.ValueType{i32, i32, i32}, nil, logLine},
+	abi.ImportHTTPPost:  {[]api.ValueType{i32, i32, i32, i32, i32, i32, i32}, []api.ValueType{i32}, httpPost},
+}
+
+func (h *Host) hostModule() wazero.HostModuleBuilder {
+	b := h.rt.NewHostModuleBuilder(abi.HostModule)
+	for name, f := range hostFuncs {
+		b.NewFunctionBuilder().WithGoModuleFunction(f.fn, f.params, f.results).Export(name)
+	}
+	return b
+}
+
+// Per-call limits besides those in package abi.
+const (
+	maxLogPerCall = 64 << 10 // bytes of log messages; the rest is counted and dropped
+	maxErrorMsg   = 4 << 10  // bytes of a set_error message
+	maxPointer    = 4 << 10  // bytes of a get_field pointer
+	maxURL        = 8 << 10  // bytes of an http_post URL
+)
+
+// callState is what the host functions see of the call in progress. It is
+// per instance and reset by begin; during _initialize only p is set.
+type callState struct {
+	p          *Plugin
+	ctx        context.Context
+	ev         *Event
+	input      []byte // the event header, reused across calls
+	records    []json.RawMessage
+	outBytes   int
+	failure    error // output limit hit: the event fails with KindOutput
+	errMsg     string
+	logBytes   int
+	logDropped int
+	// The last get_field answer: the SDK asks twice for fields bigger than
+	// its scratch buffer.
+	lastPointer string
+	lastField   []byte
+}
+
+type callKey struct{}
+
+func withCall(ctx context.Context, cs *callState) context.Context {
+	return context.WithValue(ctx, callKey{}, cs)
+}
+
+func stateOf(ctx context.Context) *callState { return ctx.Value(callKey{}).(*callState) }
+
+// inCall is stateOf for functions that only make sense during faro_handle.
+func inCall(ctx context.Context, fn string) *callState {
+	cs := stateOf(ctx)
+	if cs.ev == nil {
+		panic(fmt.Errorf("faro.%s called outside %s", fn, abi.ExportHandle))
+	}
+	return cs
+}
+
+func (cs *callState) begin(ctx context.Context, ev *Event) {
+	cs.ctx, cs.ev = ctx, ev
+	cs.input = abi.AppendHeader(cs.input[:0], &abi.Header{
+		Type: ev.Type, GVR: ev.GVR, Namespace: ev.Namespace, Name: ev.Name, UID: ev.UID,
+		ResourceVersion: ev.ResourceVersion, Rule: ev.Rule, Initial: ev.Initial,
+	})
+	cs.records, cs.outBytes, cs.failure, cs.errMsg = nil, 0, nil, ""
+	cs.logBytes, cs.logDropped = 0, 0
+	cs.lastPointer, cs.lastField = "", nil
+}
+
+// end closes the call and returns its records and output failure.
+func (cs *callState) end() ([]json.RawMessage, error) {
+	if cs.logDropped > 0 {
+		cs.p.log.Warn("plugin log lines dropped over the per-event budget", "lines", cs.logDropped, "budget_bytes", maxLogPerCall)
+	}
+	records := cs.records
+	cs.ctx, cs.ev, cs.records, cs.lastField = nil, nil, nil, nil
+	return records, cs.failure
+}
+
+func read(m api.Module, fn string, ptr, n uint64) []byte {
+	b, ok := m.Memory().Read(uint32(ptr), uint32(n))
+	if !ok {
+		panic(fmt.Errorf("faro.%s: range [%d, +%d) outside guest memory", fn, uint32(ptr), uint32(n)))
+	}
+	return b
+}
+
+func write(m api.Module, fn string, ptr uint64, b []byte) {
+	if !m.Memory().Write(uint32(ptr), b) {
+		panic(fmt.Errorf("faro.%s: range [%d, +%d) outside guest memory", fn, uint32(ptr), len(b)))
+	}
+}
+
+// answer follows the ABI's buffer protocol: write val at ptr if it fits in
+// bufCap bytes and return its length either way; ErrNotFound for nil.
+func answer(m api.Module, fn string, ptr, bufCap uint64, val []byte) uint64 {
+	if val == nil {
+		return api.EncodeI32(abi.ErrNotFound)
+	}
+	if uint64(len(val)) <= uint64(uint32(bufCap)) {
+		write(m, fn, ptr, val)
+	}
+	return api.EncodeI32(int32(len(val)))
+}
+
+// read_input(ptr): copy the event header (handle's input_len bytes).
+func readInput(ctx context.Context, m api.Module, stack []uint64) {
+	write(m, abi.ImportReadInput, stack[0], inCall(ctx, abi.ImportReadInput).input)
+}
+
+// get_field(path_ptr, path_len, buf_ptr, buf_cap) -> len | ErrNotFound
+func getField(ctx context.Context, m api.Module, stack []uint64) {
+	cs := inCall(ctx, abi.ImportGetField)
+	p := read(m, abi.ImportGetField, stack[0], stack[1])
+	if len(p) > maxPointer {
+		stack[0] = api.EncodeI32(abi.ErrNotFound)
+		return
+	}
+	if pointer := string(p); pointer != cs.lastPointer || cs.lastField == nil {
+		cs.lastPointer, cs.lastField = pointer, cs.field(pointer)
+	}
+	stack[0] = answer(m, abi.ImportGetField, stack[2], stack[3], cs.lastField)
+}
+
+// get_config(buf_ptr, buf_cap) -> len | ErrNotFound
+func getConfig(ctx context.Context, m api.Module, stack []uint64) {
+	stack[0] = answer(m, abi.ImportGetConfig, stack[0], stack[1], stateOf(ctx).p.spec.Config)
+}
+
+// emit(ptr, len) -> 0 | ErrInvalid | ErrLimit
+func emit(ctx context.Context, m api.Module, stack []uint64) {
+	cs := inCall(ctx, abi.ImportEmit)
+	rec := read(m, abi.ImportEmit, stack[0], stack[1])
+	switch {
+	case cs.failure != nil:
+		stack[0] = api.EncodeI32(abi.ErrLimit)
+	case len(cs.records) >= abi.MaxRecords || cs.outBytes+len(rec) > abi.MaxOutput:
+		cs.failure = fmt.Errorf("output over the per-event limit of %d records or %d bytes", abi.MaxRecords, abi.MaxOutput)
+		cs.records = nil
+		stack[0] = api.EncodeI32(abi.ErrLimit)
+	case !abi.ValidRecord(rec):
+		stack[0] = api.EncodeI32(abi.ErrInvalid)
+	default:
+		cs.outBytes += len(rec)
+		cs.records = append(cs.records, append(json.RawMessage(nil), rec...))
+		stack[0] = 0
+	}
+}
+
+// set_error(ptr, len): the message of a StatusError.
+func setError(ctx context.Context, m api.Module, stack []uint64) {
+	msg := read(m, abi.ImportSetError, stack[0], stack[1])
+	inCall(ctx, abi.ImportSetError).errMsg = string(msg[:min(len(msg), maxErrorMsg)])
+}
+
+// log(level, ptr, len): level is a log/slog level.
+func logLine(ctx context.Context, m api.Module, stack []uint64) {
+	cs := stateOf(ctx)
+	msg := read(m, abi.ImportLog, stack[1], stack[2])
+	if cs.logBytes+len(msg) > maxLogPerCall {
+		cs.logDropped++
+		return
+	}
+	cs.logBytes += len(msg)
+	cs.p.log.Log(hclogLevel(slog.Level(api.DecodeI32(stack[0]))), string(msg))
+}
+
+func hclogLevel(l slog.Level) hclog.Level {
+	switch {
+	case l < slog.LevelDebug:
+		return hclog.Trace
+	case l < slog.LevelInfo:
+		return hclog.Debug
+	case l < slog.LevelWarn:
+		return hclog.Info
+	case l < slog.LevelError:
+		return hclog.Warn
+	default:
+		return hclog.Error
+	}
+}
+
+// http_post(url_ptr, url_len, body_ptr, body_len, resp_ptr, resp_cap,
+// resp_len_ptr) -> HTTP status | ErrInvalid | ErrLimit | ErrDenied | ErrFailed
+func httpPost(ctx context.Context, m api.Module, stack []uint64) {
+	cs := inCall(ctx, abi.ImportHTTPPost)
+	url := read(m, abi.ImportHTTPPost, stack[0], stack[1])
+	body := read(m, abi.ImportHTTPPost, stack[2], stack[3])
+	var status int32
+	var resp []byte
+	switch {
+	case len(url) > maxURL:
+		status = abi.ErrInvalid
+	case len(body) > abi.MaxHTTPBody:
+		cs.p.log.Warn("plugin HTTP post refused: body too large", "bytes", len(body), "max", abi.MaxHTTPBody)
+		status = abi.ErrLimit
+	default:
+		// The body is copied: the transport may still read it after Do
+		// returns, when the guest owns its memory again.
+		status, resp = cs.p.post(cs.ctx, string(url), append([]byte(nil), body...))
+	}
+	if status >= 0 {
+		write(m, abi.ImportHTTPPost, stack[4], resp[:min(len(resp), int(uint32(stack[5])))])
+		write(m, abi.ImportHTTPPost, stack[6], binary.LittleEndian.AppendUint32(nil, uint32(len(resp))))
+	}
+	stack[0] = api.EncodeI32(status)
+}
+
+// field returns the JSON of the value a get_field pointer names, nil if
+// there is none. "/object/..." and "/old_object/..." walk the objects the
+// engine already decoded; "" is the whole event.
+func (cs *callState) field(pointer string) []byte {
+	ev := cs.ev
+	var v any
+	if pointer == "" {
+		v = eventDoc{ev.Type, ev.GVR, ev.Namespace, ev.Name, ev.UID, ev.ResourceVersion, ev.Initial, ev.Rule, ev.Object, ev.OldObject}
+	} else {
+		first, rest, ok := abi.SplitPointer(pointer)
+		if !ok {
+			return nil
+		}
+		var root any
+		switch first {
+		case "object", "old_object":
+			obj := ev.Object
+			if first == "old_object" {
+				obj = ev.OldObject
+			}
+			if obj == nil {
+				return nil
+			}
+			root = obj
+		case "type":
+			root = ev.Type
+		case "gvr":
+			root = ev.GVR
+		case "namespace":
+			root = ev.Namespace
+		case "name":
+			root = ev.Name
+		case "uid":
+			root = ev.UID
+		case "resource_version":
+			root = ev.ResourceVersion
+		case "initial":
+			root = ev.Initial
+		case "rule":
+			root = ev.Rule
+		default:
+			return nil
+		}
+		if v, ok = abi.Lookup(root, rest); !ok {
+			return nil
+		}
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		cs.p.log.Warn("cannot encode event field for plugin", "pointer", pointer, "error", err)
+		return nil
+	}
+	return b
+}
+
+// eventDoc is the whole event as JSON, the document get_field pointers
+// address.
+type eventDoc struct {
+	Type            string         `json:"type"`
+	GVR             string         `json:"gvr"`
+	Namespace       string         `json:"namespace"`
+	Name            string         `json:"name"`
+	UID             string         `json:"uid"`
+	ResourceVersion string         `json:"resource_version"`
+	Initial         bool           `json:"initial"`
+	Rule            string         `json:"rule"`
+	Object          map[string]any `json:"object"`
+	OldObject       map[string]any `json:"old_object"`
+}

@@ -1,0 +1,135 @@
+// Package wasmhost runs Faro's WebAssembly handler plugins: it is the last
+// stage of the pipeline (informers -> filters/rules -> queue -> worker ->
+// plugins), where a worker hands every event a resources entry matched to
+// that entry's plugins, in order, and gets back the records they emit.
+//
+// One wazero runtime serves all plugins. Load compiles a module once (with
+// an on-disk compilation cache), rejects it unless it speaks the ABI in
+// plugins/sdk/ABI.md, and keeps a bounded pool of instances that
+// Plugin.Handle borrows, one event at a time. Instances are sandboxed (no
+// filesystem, environment or network; HTTP only through the host to allowed
+// hosts), limited in memory and time, and replaced after they fail.
+// RATIONALE.md explains the choices.
+package wasmhost
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
+)
+
+// Options configures a Host.
+type Options struct {
+	// CacheDir holds wazero's compilation cache; "" means
+	// os.UserCacheDir()/faro/wasm.
+	CacheDir string
+	// PoolSize is the most live instances per plugin, normally the engine's
+	// worker count, so no worker ever waits for an instance.
+	PoolSize int
+	// Logger receives plugin logs and captured stdout/stderr, through
+	// Logger.Named(plugin name). Nil discards them.
+	Logger hclog.Logger
+}
+
+// Host owns the wazero runtime shared by all plugins.
+type Host struct {
+	rt     wazero.Runtime
+	cache  wazero.CompilationCache
+	opts   Options
+	client *http.Client
+
+	mu      sync.Mutex
+	plugins []*Plugin // open plugins, closed by Close
+}
+
+// New starts a Host.
+func New(ctx context.Context, opts Options) (*Host, error) {
+	return newHost(ctx, opts, true)
+}
+
+// newHost is New with the choice of compiling the interrupt checks that let
+// a timeout stop a running call; only benchmarks turn them off, to measure
+// what they cost.
+func newHost(ctx context.Context, opts Options, interruptible bool) (*Host, error) {
+	if opts.PoolSize < 1 {
+		return nil, fmt.Errorf("wasmhost: pool size must be at least 1, got %d", opts.PoolSize)
+	}
+	if opts.Logger == nil {
+		opts.Logger = hclog.NewNullLogger()
+	}
+	if opts.CacheDir == "" {
+		dir, err := os.UserCacheDir()
+		if err != nil {
+			return nil, fmt.Errorf("wasmhost: no cache directory: %w", err)
+		}
+		opts.CacheDir = filepath.Join(dir, "faro", "wasm")
+	}
+	cache, err := wazero.NewCompilationCacheWithDir(opts.CacheDir)
+	if err != nil {
+		return nil, fmt.Errorf("wasmhost: compilation cache %s: %w", opts.CacheDir, err)
+	}
+	rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfig().
+		WithCompilationCache(cache).
+		WithCloseOnContextDone(interruptible))
+	h := &Host{rt: rt, cache: cache, opts: opts, client: newHTTPClient()}
+	if _, err := wasi_snapshot_preview1.Instantiate(ctx, rt); err != nil {
+		h.closeRuntime(ctx)
+		return nil, fmt.Errorf("wasmhost: wasi: %w", err)
+	}
+	if _, err := h.hostModule().Instantiate(ctx); err != nil {
+		h.closeRuntime(ctx)
+		return nil, fmt.Errorf("wasmhost: host module: %w", err)
+	}
+	return h, nil
+}
+
+// Close closes every plugin (waiting for calls in flight until ctx ends),
+// then the runtime and the compilation cache.
+func (h *Host) Close(ctx context.Context) error {
+	h.mu.Lock()
+	plugins := h.plugins
+	h.plugins = nil
+	h.mu.Unlock()
+	var errs []error
+	for _, p := range plugins {
+		errs = append(errs, p.Close(ctx))
+	}
+	errs = append(errs, h.closeRuntime(ctx))
+	return errors.Join(errs...)
+}
+
+func (h *Host) closeRuntime(ctx context.Context) error {
+	h.client.CloseIdleConnections()
+	return errors.Join(h.rt.Close(ctx), h.cache.Close(ctx))
+}
+
+func (h *Host) forget(p *Plugin) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.plugins = slices.DeleteFunc(h.plugins, func(q *Plugin) bool { return q == p })
+}
+
+// newHTTPClient is the client behind http_post. It never follows redirects,
+// which could lead to a host outside allowed_hosts.
+func newHTTPClient() *http.Client {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConnsPerHost = 4
+	return &http.Client{
+		Transport:     t,
+		Timeout:       maxHTTPTimeout,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+}
+
+// maxHTTPTimeout bounds one http_post even for plugins with a long timeout.
+const maxHTTPTimeout = 10 * time.Second

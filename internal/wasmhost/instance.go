@@ -1,0 +1,249 @@
+package wasmhost
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/experimental"
+	"github.com/tetratelabs/wazero/sys"
+
+	"github.com/faro-dev/faro/plugins/sdk/abi"
+)
+
+// instance is one instantiated module. It serves one call at a time (the
+// pool token guarantees it), so its fields need no locking.
+type instance struct {
+	p      *Plugin
+	mod    api.Module
+	handle api.Function
+	memory api.Memory
+	mem    *linearMemory
+	stdout boundedBuffer
+	stderr boundedBuffer
+	cs     callState
+	stack  [1]uint64
+	calls  int
+	// done is the running call's ctx.Done(), which lets a guest's sleep end
+	// when the call is stopped.
+	done <-chan struct{}
+}
+
+// initTimeout bounds _initialize, which for a Go guest starts its runtime.
+const initTimeout = 10 * time.Second
+
+func (p *Plugin) newInstance(ctx context.Context) (*instance, error) {
+	inst := &instance{p: p, mem: &linearMemory{limit: p.spec.MemoryLimit}}
+	inst.stdout.max, inst.stderr.max = maxCaptured, maxCaptured
+	inst.cs.p = p
+	cfg := wazero.NewModuleConfig().
+		WithName(""). // anonymous: many instances of one module
+		WithStartFunctions(abi.ExportInitialize).
+		WithStdout(&inst.stdout).
+		WithStderr(&inst.stderr).
+		WithSysWalltime().
+		WithSysNanotime().
+		WithNanosleep(inst.sleep).
+		WithOsyield(runtime.Gosched).
+		WithRandSource(rand.Reader)
+	ctx, cancel := context.WithTimeout(ctx, max(initTimeout, p.spec.Timeout))
+	defer cancel()
+	inst.done = ctx.Done()
+	ictx := experimental.WithMemoryAllocator(withCall(ctx, &inst.cs), inst.mem)
+	mod, err := p.host.rt.InstantiateModule(ictx, p.compiled, cfg)
+	inst.done = nil
+	inst.flush()
+	if err != nil {
+		return nil, &Error{Plugin: p.spec.Name, Kind: inst.classify(ctx, ctx, err).Kind, Err: err}
+	}
+	p.instances.Add(1)
+	inst.mod = mod
+	inst.handle = mod.ExportedFunction(abi.ExportHandle)
+	inst.memory = mod.Memory()
+	return inst, nil
+}
+
+// close releases the instance; wazero frees its memory through mem.Free.
+func (inst *instance) close() { _ = inst.mod.Close(context.Background()) }
+
+// sleep implements the guest's nanosleep (time.Sleep, an idle Go
+// scheduler) with real time, cut short when the call is stopped.
+func (inst *instance) sleep(ns int64) {
+	t := time.NewTimer(time.Duration(ns))
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-inst.done:
+	}
+}
+
+// call runs the guest's handler for ev.
+func (inst *instance) call(ctx context.Context, ev *Event) (Result, *Error) {
+	p := inst.p
+	cctx, cancel := context.WithTimeout(ctx, p.spec.Timeout)
+	defer cancel()
+	cs := &inst.cs
+	cs.begin(cctx, ev)
+	inst.done = cctx.Done()
+	inst.stack[0] = uint64(len(cs.input))
+	err := inst.handle.CallWithStack(withCall(cctx, cs), inst.stack[:])
+	inst.done = nil
+	inst.flush()
+	records, failure := cs.end()
+	switch {
+	case err != nil:
+		return Result{}, inst.classify(cctx, ctx, err)
+	case failure != nil:
+		return Result{}, &Error{Plugin: p.spec.Name, Kind: KindOutput, Err: failure}
+	}
+	switch status := int32(inst.stack[0]); status {
+	case abi.StatusOK:
+		return Result{Records: records}, nil
+	case abi.StatusError:
+		return Result{}, &Error{Plugin: p.spec.Name, Kind: KindError, Err: errors.New(cs.errMsg)}
+	default:
+		return Result{}, &Error{Plugin: p.spec.Name, Kind: KindOutput, Err: fmt.Errorf("handler returned unknown status %d", status)}
+	}
+}
+
+// classify turns an error from wazero into an *Error: the memory allocator
+// knows whether a grow was refused, the exit code whether the call was
+// stopped by its context, and stderr usually says why a guest crashed.
+func (inst *instance) classify(callCtx, parent context.Context, err error) *Error {
+	p := inst.p
+	e := &Error{Plugin: p.spec.Name, Kind: KindTrap, Err: err}
+	var exit *sys.ExitError
+	isExit := errors.As(err, &exit)
+	switch {
+	case parent.Err() != nil:
+		e.Kind, e.Err = KindCanceled, parent.Err()
+	case isExit && exit.ExitCode() == sys.ExitCodeDeadlineExceeded && callCtx.Err() != nil:
+		e.Kind, e.Err = KindTimeout, fmt.Errorf("stopped after %s", p.spec.Timeout)
+	case inst.mem.refused:
+		e.Kind, e.Err = KindOOM, fmt.Errorf("memory limit of %d bytes reached%s", p.spec.MemoryLimit, inst.stderr.summary())
+	case isExit:
+		e.Err = fmt.Errorf("exited with code %d%s", exit.ExitCode(), inst.stderr.summary())
+	default:
+		e.Err = trapError{err, inst.stderr.summary()}
+	}
+	return e
+}
+
+// trapError shows the first line of a wazero trap (its wasm stack trace
+// follows on the next lines; the guest's own trace is in the logged
+// stderr) and keeps the whole error for errors.Is/As.
+type trapError struct {
+	err    error
+	stderr string
+}
+
+func (t trapError) Error() string {
+	msg, _, _ := strings.Cut(t.err.Error(), "\n")
+	return msg + t.stderr
+}
+
+func (t trapError) Unwrap() error { return t.err }
+
+// flush logs what the guest wrote to stdout and stderr during the call.
+func (inst *instance) flush() {
+	if s := inst.stdout.take(); s != "" {
+		inst.p.log.Info("plugin stdout", "output", s)
+	}
+	if s := inst.stderr.take(); s != "" {
+		inst.p.log.Warn("plugin stderr", "output", s)
+	}
+}
+
+// linearMemory backs an instance's wasm memory and enforces the plugin's
+// memory limit: a grow past it fails like any failed memory.grow, and the
+// refusal is remembered so the crash that follows is reported as KindOOM.
+type linearMemory struct {
+	buf     []byte
+	limit   uint64
+	refused bool
+}
+
+func (m *linearMemory) Allocate(_, max uint64) experimental.LinearMemory {
+	m.limit = min(m.limit, max)
+	return m
+}
+
+func (m *linearMemory) Reallocate(size uint64) []byte {
+	switch {
+	case size > m.limit:
+		m.refused = true
+		return nil
+	case size <= uint64(cap(m.buf)):
+		m.buf = m.buf[:size]
+	default:
+		// Grow geometrically, as append would, but never past the limit.
+		nb := make([]byte, size, min(max(size, 2*uint64(cap(m.buf))), m.limit))
+		copy(nb, m.buf)
+		m.buf = nb
+	}
+	return m.buf
+}
+
+func (m *linearMemory) Free() { m.buf = nil }
+
+// maxCaptured bounds what is kept of a guest's stdout and of its stderr per
+// call; a Go panic's message and first frames fit comfortably.
+const maxCaptured = 8 << 10
+
+// boundedBuffer keeps the first max bytes written to it and counts the rest.
+type boundedBuffer struct {
+	buf     bytes.Buffer
+	max     int
+	dropped int
+	last    string // what take returned, for summary
+}
+
+func (b *boundedBuffer) Write(p []byte) (int, error) {
+	room := max(b.max-b.buf.Len(), 0)
+	b.buf.Write(p[:min(room, len(p))])
+	b.dropped += len(p) - min(room, len(p))
+	return len(p), nil
+}
+
+// take returns and clears the captured text.
+func (b *boundedBuffer) take() string {
+	if b.buf.Len() == 0 && b.dropped == 0 {
+		b.last = ""
+		return ""
+	}
+	s := strings.TrimRight(b.buf.String(), "\n")
+	if b.dropped > 0 {
+		s += fmt.Sprintf("\n... (%d more bytes dropped)", b.dropped)
+	}
+	b.buf.Reset()
+	b.dropped = 0
+	b.last = s
+	return s
+}
+
+// summary is the telling line of the last captured output (a Go panic or
+// fatal error), for error messages.
+func (b *boundedBuffer) summary() string {
+	lines := strings.Split(b.last, "\n")
+	line := lines[0]
+	for _, l := range lines {
+		if strings.HasPrefix(l, "panic: ") || strings.HasPrefix(l, "fatal error: ") {
+			line = l
+			break
+		}
+	}
+	if line = strings.TrimSpace(line); line == "" {
+		return ""
+	}
+	if len(line) > 200 {
+		line = line[:200] + "..."
+	}
+	return ": " + line
+}

@@ -1,0 +1,211 @@
+// Package abi is the single source of truth for the names, codes and limits
+// of the Faro plugin ABI described in plugins/sdk/ABI.md. Both sides of the
+// boundary import it: the host (internal/wasmhost) and the guest SDK
+// (plugins/sdk), so the two cannot drift apart.
+package abi
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"strconv"
+	"strings"
+)
+
+// Version is the ABI version this host and SDK speak. A guest reports the
+// version it was built against from its VersionExport; the host refuses to
+// load a module that reports anything else.
+const Version = 1
+
+// Exports every guest module must provide.
+const (
+	ExportMemory     = "memory"           // the guest's linear memory
+	ExportInitialize = "_initialize"      // () -> (); WASI reactor initialisation
+	ExportVersion    = "faro_abi_version" // () -> i32
+	ExportHandle     = "faro_handle"      // (input_len i32) -> status i32
+)
+
+// HostModule is the import module under which the host functions live.
+const HostModule = "faro"
+
+// Functions of HostModule. Signatures are documented in ABI.md.
+const (
+	ImportReadInput = "read_input" // (ptr i32)
+	ImportGetField  = "get_field"  // (path_ptr, path_len, buf_ptr, buf_cap i32) -> i32
+	ImportGetConfig = "get_config" // (buf_ptr, buf_cap i32) -> i32
+	ImportEmit      = "emit"       // (ptr, len i32) -> i32
+	ImportSetError  = "set_error"  // (ptr, len i32)
+	ImportLog       = "log"        // (level, ptr, len i32)
+	ImportHTTPPost  = "http_post"  // (url_ptr, url_len, body_ptr, body_len, resp_ptr, resp_cap, resp_len_ptr i32) -> i32
+)
+
+// Values returned by ExportHandle.
+const (
+	StatusOK    int32 = 0 // the event was handled
+	StatusError int32 = 1 // the handler failed; the message was passed to set_error
+)
+
+// Results of host functions. Non-negative results are lengths (get_field,
+// get_config), zero (emit) or an HTTP status code (http_post).
+const (
+	ErrNotFound int32 = -1 // get_field, get_config: nothing at that path, no config
+	ErrInvalid  int32 = -2 // emit: not a JSON object; http_post: not an http(s) URL
+	ErrLimit    int32 = -3 // emit: per-event output limit reached; http_post: body too large
+	ErrDenied   int32 = -4 // http_post: host not in the plugin's allowed_hosts
+	ErrFailed   int32 = -5 // http_post: the request failed or timed out
+)
+
+// Limits both sides rely on.
+const (
+	// MaxHTTPResponse is the most of a response body http_post hands back;
+	// the rest is discarded. The SDK sizes its response buffer with it.
+	MaxHTTPResponse = 64 << 10
+	// MaxHTTPBody is the largest request body http_post accepts.
+	MaxHTTPBody = 1 << 20
+	// MaxRecords and MaxOutput cap what one event may emit: the number of
+	// records and their total size in bytes. Past either cap emit returns
+	// ErrLimit and the host fails the event with an output error.
+	MaxRecords = 1000
+	MaxOutput  = 1 << 20
+)
+
+// Header is the event without its objects, as read_input delivers it:
+// the scalar fields every handler gets for free. Objects are fetched with
+// get_field.
+type Header struct {
+	Type, GVR, Namespace, Name, UID, ResourceVersion, Rule string
+	Initial                                                bool
+}
+
+// headerFixed is the size of the header's fixed part: seven little-endian
+// u32 string lengths and the initial byte.
+const headerFixed = 7*4 + 1
+
+// AppendHeader appends h in the read_input layout: the lengths of Type,
+// GVR, Namespace, Name, UID, ResourceVersion and Rule as little-endian u32,
+// one byte Initial (0 or 1), then the seven strings' bytes in that order.
+// It is binary rather than JSON so that decoding costs a guest no parsing
+// loop: see internal/wasmhost/RATIONALE.md.
+func AppendHeader(b []byte, h *Header) []byte {
+	strs := [...]string{h.Type, h.GVR, h.Namespace, h.Name, h.UID, h.ResourceVersion, h.Rule}
+	for _, s := range strs {
+		b = binary.LittleEndian.AppendUint32(b, uint32(len(s)))
+	}
+	if h.Initial {
+		b = append(b, 1)
+	} else {
+		b = append(b, 0)
+	}
+	for _, s := range strs {
+		b = append(b, s...)
+	}
+	return b
+}
+
+// ParseHeader decodes what AppendHeader wrote, with one allocation.
+func ParseHeader(b []byte) (Header, error) {
+	var h Header
+	if len(b) < headerFixed {
+		return h, errors.New("abi: event header too short")
+	}
+	dst := [...]*string{&h.Type, &h.GVR, &h.Namespace, &h.Name, &h.UID, &h.ResourceVersion, &h.Rule}
+	var lens [len(dst)]uint64
+	total := uint64(headerFixed)
+	for i := range lens {
+		lens[i] = uint64(binary.LittleEndian.Uint32(b[4*i:]))
+		total += lens[i]
+	}
+	if total != uint64(len(b)) || b[headerFixed-1] > 1 {
+		return h, errors.New("abi: malformed event header")
+	}
+	h.Initial = b[headerFixed-1] == 1
+	all := string(b[headerFixed:])
+	for i, p := range dst {
+		*p, all = all[:lens[i]], all[lens[i]:]
+	}
+	return h, nil
+}
+
+// AppendPointer appends the RFC 6901 JSON pointer of the unescaped path
+// segments to b: AppendPointer(b, "metadata", "labels",
+// "app.kubernetes.io/name") appends "/metadata/labels/app.kubernetes.io~1name".
+func AppendPointer(b []byte, segments ...string) []byte {
+	for _, s := range segments {
+		b = append(b, '/')
+		for i := 0; i < len(s); i++ {
+			switch s[i] {
+			case '~':
+				b = append(b, '~', '0')
+			case '/':
+				b = append(b, '~', '1')
+			default:
+				b = append(b, s[i])
+			}
+		}
+	}
+	return b
+}
+
+// Lookup resolves an RFC 6901 JSON pointer against a value decoded by
+// encoding/json or Kubernetes' unstructured package (map[string]any,
+// []any, scalars). The empty pointer is the root itself. Array elements are
+// addressed by decimal index.
+func Lookup(root any, pointer string) (any, bool) {
+	if pointer == "" {
+		return root, true
+	}
+	if pointer[0] != '/' {
+		return nil, false
+	}
+	cur := root
+	for rest := pointer[1:]; ; {
+		seg, next, more := strings.Cut(rest, "/")
+		if strings.Contains(seg, "~") {
+			seg = strings.ReplaceAll(strings.ReplaceAll(seg, "~1", "/"), "~0", "~")
+		}
+		switch c := cur.(type) {
+		case map[string]any:
+			v, ok := c[seg]
+			if !ok {
+				return nil, false
+			}
+			cur = v
+		case []any:
+			i, err := strconv.Atoi(seg)
+			if err != nil || i < 0 || i >= len(c) || (len(seg) > 1 && seg[0] == '0') {
+				return nil, false
+			}
+			cur = c[i]
+		default:
+			return nil, false
+		}
+		if !more {
+			return cur, true
+		}
+		rest = next
+	}
+}
+
+// SplitPointer splits a pointer into its first (unescaped) segment and the
+// pointer to the rest: "/object/spec/replicas" is ("object", "/spec/replicas").
+// ok is false for the empty pointer and for one not starting with '/'.
+func SplitPointer(pointer string) (first, rest string, ok bool) {
+	if pointer == "" || pointer[0] != '/' {
+		return "", "", false
+	}
+	first, rest, found := strings.Cut(pointer[1:], "/")
+	if found {
+		rest = "/" + rest
+	}
+	if strings.Contains(first, "~") {
+		first = strings.ReplaceAll(strings.ReplaceAll(first, "~1", "/"), "~0", "~")
+	}
+	return first, rest, true
+}
+
+// ValidRecord reports whether b is acceptable to emit: one JSON object.
+func ValidRecord(b []byte) bool {
+	b = bytes.TrimLeft(b, " \t\r\n")
+	return len(b) > 0 && b[0] == '{' && json.Valid(b)
+}

@@ -1,0 +1,108 @@
+package abi
+
+import (
+	"encoding/json"
+	"testing"
+)
+
+func TestPointerLookup(t *testing.T) {
+	var doc any
+	json.Unmarshal([]byte(`{"a":{"b/c":{"d~e":[10,{"f":null}]}},"":"empty key"}`), &doc)
+	tests := []struct {
+		segments []string
+		pointer  string
+		want     string // JSON, "" for not found
+	}{
+		{nil, "", `{"":"empty key","a":{"b/c":{"d~e":[10,{"f":null}]}}}`},
+		{[]string{"a", "b/c", "d~e", "0"}, "/a/b~1c/d~0e/0", `10`},
+		{[]string{"a", "b/c", "d~e", "1", "f"}, "/a/b~1c/d~0e/1/f", `null`},
+		{[]string{""}, "/", `"empty key"`},
+		{[]string{"a", "b/c", "d~e", "2"}, "/a/b~1c/d~0e/2", ""},
+		{[]string{"a", "b/c", "d~e", "-1"}, "/a/b~1c/d~0e/-1", ""},
+		{[]string{"a", "x"}, "/a/x", ""},
+		{[]string{"a", "b/c", "d~e", "0", "x"}, "/a/b~1c/d~0e/0/x", ""},
+	}
+	for _, tt := range tests {
+		p := string(AppendPointer(nil, tt.segments...))
+		if p != tt.pointer {
+			t.Errorf("AppendPointer(%q) = %q, want %q", tt.segments, p, tt.pointer)
+		}
+		v, ok := Lookup(doc, p)
+		got := ""
+		if ok {
+			b, _ := json.Marshal(v)
+			got = string(b)
+		}
+		if got != tt.want {
+			t.Errorf("Lookup(%q) = %s, want %s", p, got, tt.want)
+		}
+	}
+	if _, ok := Lookup(doc, "a"); ok {
+		t.Error("Lookup accepted a pointer without a leading slash")
+	}
+}
+
+func TestSplitPointer(t *testing.T) {
+	tests := []struct{ in, first, rest string }{
+		{"/object", "object", ""},
+		{"/object/", "object", "/"},
+		{"/object/spec/x", "object", "/spec/x"},
+		{"/a~1b/c", "a/b", "/c"},
+	}
+	for _, tt := range tests {
+		first, rest, ok := SplitPointer(tt.in)
+		if !ok || first != tt.first || rest != tt.rest {
+			t.Errorf("SplitPointer(%q) = %q, %q, %v", tt.in, first, rest, ok)
+		}
+	}
+	for _, bad := range []string{"", "object"} {
+		if _, _, ok := SplitPointer(bad); ok {
+			t.Errorf("SplitPointer(%q) ok", bad)
+		}
+	}
+}
+
+func TestValidRecord(t *testing.T) {
+	for in, want := range map[string]bool{`{}`: true, ` {"a":1}`: true, `[]`: false, `"x"`: false, `{`: false, ``: false, `{} {}`: false} {
+		if got := ValidRecord([]byte(in)); got != want {
+			t.Errorf("ValidRecord(%q) = %v", in, got)
+		}
+	}
+}
+
+func TestHeader(t *testing.T) {
+	for _, h := range []Header{
+		{},
+		{Type: "UPDATED", GVR: "apps/v1/deployments", Namespace: "prod", Name: "web", UID: "u-1", ResourceVersion: "42", Rule: "r", Initial: true},
+		{Name: "ünï\x00\"quoted\"", Rule: "bad\xffutf8"},
+	} {
+		b := AppendHeader([]byte("prefix"), &h)
+		got, err := ParseHeader(b[len("prefix"):])
+		if err != nil || got != h {
+			t.Errorf("round trip of %+v: %+v, %v", h, got, err)
+		}
+	}
+	valid := AppendHeader(nil, &Header{Name: "web"})
+	for name, b := range map[string][]byte{
+		"empty":       nil,
+		"short":       valid[:10],
+		"truncated":   valid[:len(valid)-1],
+		"trailing":    append(append([]byte(nil), valid...), 'x'),
+		"bad initial": append(append(append([]byte(nil), valid[:28]...), 2), valid[29:]...),
+	} {
+		if _, err := ParseHeader(b); err == nil {
+			t.Errorf("%s: ParseHeader accepted %q", name, b)
+		}
+	}
+}
+
+func FuzzParseHeader(f *testing.F) {
+	f.Add(AppendHeader(nil, &Header{Type: "ADDED", Name: "x", Initial: true}))
+	f.Add([]byte{0xff, 0xff, 0xff, 0xff})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		h, err := ParseHeader(b)
+		if err == nil && string(AppendHeader(nil, &h)) != string(b) {
+			t.Fatalf("ParseHeader(%q) = %+v does not round-trip", b, h)
+		}
+	})
+}

@@ -1,0 +1,252 @@
+// Package sdk is the guest side of Faro's WebAssembly handler plugins: a Go
+// plugin imports it, registers one handler with Handle, and is built with
+//
+//	GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared -o my.wasm .
+//
+// In Faro's pipeline (informers -> filters/rules -> queue -> worker) every
+// event a resources entry matches is handed, in order, to that entry's
+// plugins; the host (internal/wasmhost) calls the plugin's handler once per
+// event. The handler reads the event (Event, Event.Field), emits records
+// (Emit) that Faro writes as "PLUGIN [name] ..." lines, logs (Logger), reads
+// its configuration (Config) and, when granted, posts to HTTP endpoints
+// through the host (HTTPPost). The wasm exports, imports and buffers of the
+// ABI (see ABI.md) are hidden here.
+//
+// Outside wasm (plain go test) the same calls are served by the native
+// harness in plugins/sdk/sdktest, so plugin logic is unit-tested without a
+// wasm toolchain.
+//
+// Rules: start no goroutine that outlives the handler call, and keep no state
+// you rely on across events (the host may run several instances of a plugin
+// and replaces them at any time).
+package sdk
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+
+	"github.com/faro-dev/faro/plugins/sdk/abi"
+)
+
+// Event types.
+const (
+	Added   = "ADDED"
+	Updated = "UPDATED"
+	Deleted = "DELETED"
+)
+
+// Errors returned by Emit and HTTPPost.
+var (
+	ErrInvalid     = errors.New("sdk: rejected by the host as invalid")
+	ErrOutputLimit = errors.New("sdk: per-event output limit reached")
+	ErrNotAllowed  = errors.New("sdk: host not in the plugin's allowed_hosts")
+	ErrHTTPFailed  = errors.New("sdk: HTTP request failed or timed out")
+	ErrBodyTooBig  = errors.New("sdk: HTTP request body too large")
+	ErrNotFound    = errors.New("sdk: no value at that path")
+)
+
+// Event is one matched Kubernetes event. Its scalar fields are decoded
+// eagerly; the objects stay on the host until asked for, with Field (one
+// field, cheap) or Object (whole object, a full JSON decode in the guest).
+// An Event is only valid during the handler call it was passed to.
+type Event struct {
+	Type            string // Added, Updated or Deleted
+	GVR             string // "v1/configmaps", "apps/v1/deployments"
+	Namespace       string // empty for cluster-scoped objects
+	Name            string
+	UID             string
+	ResourceVersion string
+	Rule            string // name of the config entry that matched
+	Initial         bool   // part of the initial listing, not a live change
+}
+
+// Key is "namespace/name", or "name" for cluster-scoped objects.
+func (e Event) Key() string {
+	if e.Namespace == "" {
+		return e.Name
+	}
+	return e.Namespace + "/" + e.Name
+}
+
+// Kind is the object's kind ("ConfigMap"), read through Field.
+func (e Event) Kind() string { return e.Field("kind").String() }
+
+// Field returns one field of the current object, addressed by its path
+// segments (map keys or decimal array indexes), without decoding the rest:
+// the host, which already holds the object decoded, sends only that field.
+// Field() with no segments is the whole object.
+//
+//	ev.Field("spec", "replicas")
+//	ev.Field("metadata", "labels", "app.kubernetes.io/name")
+//	ev.Field("spec", "template", "spec", "containers", "0", "image")
+func (e Event) Field(path ...string) Value { return fetchField("object", path) }
+
+// OldField is Field on the previous version of the object (Updated events
+// only; for other events nothing exists).
+func (e Event) OldField(path ...string) Value { return fetchField("old_object", path) }
+
+// Object decodes the whole current object. Decoding JSON is the dominant
+// cost of a Go plugin; prefer Field when a few fields are enough.
+func (e Event) Object() (map[string]any, error) { return decodeMap(e.Field()) }
+
+// OldObject decodes the whole previous object; nil for events other than
+// Updated.
+func (e Event) OldObject() (map[string]any, error) { return decodeMap(e.OldField()) }
+
+func decodeMap(v Value) (map[string]any, error) {
+	if !v.Exists() {
+		return nil, nil
+	}
+	var m map[string]any
+	return m, v.Decode(&m)
+}
+
+func fetchField(root string, path []string) Value {
+	// Allocations are dear in a Go guest (about 1µs each): the pointer is
+	// built on the stack.
+	var buf [256]byte
+	pointer := abi.AppendPointer(append(append(buf[:0], '/'), root...), path...)
+	raw, ok := hostGetField(pointer)
+	if !ok {
+		return Value{}
+	}
+	return Value{raw: raw}
+}
+
+// Value is one field of an event's object as JSON; the zero Value is a
+// field that does not exist.
+type Value struct{ raw []byte }
+
+// Exists reports whether the field is present (a JSON null is present).
+func (v Value) Exists() bool { return v.raw != nil }
+
+// Raw is the field's JSON text, nil if it does not exist.
+func (v Value) Raw() json.RawMessage { return v.raw }
+
+// String is the value of a JSON string field; "" for a missing field or any
+// other JSON type.
+func (v Value) String() string {
+	if len(v.raw) < 2 || v.raw[0] != '"' {
+		return ""
+	}
+	if s := v.raw[1 : len(v.raw)-1]; !bytes.ContainsAny(s, `\"`) {
+		return string(s)
+	}
+	var s string
+	if json.Unmarshal(v.raw, &s) != nil {
+		return ""
+	}
+	return s
+}
+
+// Decode unmarshals the field into dst with encoding/json; ErrNotFound if
+// the field does not exist.
+func (v Value) Decode(dst any) error {
+	if v.raw == nil {
+		return ErrNotFound
+	}
+	return json.Unmarshal(v.raw, dst)
+}
+
+// Handle registers the plugin's event handler; call it from an init
+// function (a wasm reactor never runs main). A returned error is reported to
+// Faro, which retries the event with backoff; a panic is turned into an
+// error the same way.
+func Handle(fn func(ev Event) error) {
+	handler = fn
+	registerDispatch()
+}
+
+var handler func(Event) error
+
+// dispatch runs the handler for one event whose header is inputLen bytes
+// long; the host's faro_handle call (or the native harness) lands here.
+func dispatch(inputLen int) int32 {
+	if handler == nil {
+		hostSetError("sdk: no handler registered; call sdk.Handle from an init function")
+		return abi.StatusError
+	}
+	h, err := abi.ParseHeader(hostReadInput(inputLen))
+	if err == nil {
+		err = safeCall(handler, Event(h))
+	}
+	if err != nil {
+		hostSetError(err.Error())
+		return abi.StatusError
+	}
+	return abi.StatusOK
+}
+
+func safeCall(fn func(Event) error, ev Event) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			hostLog(int32(slog.LevelError), fmt.Sprintf("panic: %v\n%s", r, debug.Stack()))
+			err = fmt.Errorf("panic: %v", r)
+		}
+	}()
+	return fn(ev)
+}
+
+// Emit sends one record for this event: a value marshalled with
+// encoding/json (or a json.RawMessage) that must be a JSON object. Faro
+// writes it as a "PLUGIN [name] ..." line. The host caps records per event;
+// past the cap Emit returns ErrOutputLimit and the event fails.
+func Emit(record any) error {
+	var b []byte
+	switch r := record.(type) {
+	case json.RawMessage:
+		b = r
+	default:
+		var err error
+		if b, err = json.Marshal(record); err != nil {
+			return fmt.Errorf("sdk: emit: %w", err)
+		}
+	}
+	switch hostEmit(b) {
+	case 0:
+		return nil
+	case abi.ErrLimit:
+		return ErrOutputLimit
+	default:
+		return ErrInvalid
+	}
+}
+
+// Config decodes the plugin's configuration (the "config" value of its entry
+// in Faro's config file) into v with encoding/json. Without a configuration
+// v is left untouched.
+func Config(v any) error {
+	raw, ok := hostGetConfig()
+	if !ok {
+		return nil
+	}
+	if err := json.Unmarshal(raw, v); err != nil {
+		return fmt.Errorf("sdk: config: %w", err)
+	}
+	return nil
+}
+
+// HTTPPost posts body (as application/json) to url through the host, which
+// only allows hosts listed in the plugin's allowed_hosts, applies the event's
+// timeout and caps both bodies. A non-2xx status is not an error; the
+// response body is truncated to 64 KiB.
+func HTTPPost(url string, body []byte) (status int, resp []byte, err error) {
+	code, resp := hostHTTPPost(url, body)
+	switch {
+	case code >= 0:
+		return int(code), resp, nil
+	case code == abi.ErrDenied:
+		err = ErrNotAllowed
+	case code == abi.ErrLimit:
+		err = ErrBodyTooBig
+	case code == abi.ErrInvalid:
+		err = fmt.Errorf("%w: url %q", ErrInvalid, url)
+	default:
+		err = ErrHTTPFailed
+	}
+	return 0, nil, err
+}

@@ -1,0 +1,170 @@
+package sdk_test
+
+import (
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"strings"
+	"testing"
+
+	"github.com/faro-dev/faro/plugins/sdk"
+	"github.com/faro-dev/faro/plugins/sdk/sdktest"
+)
+
+// The handler under test: the event's name picks what it exercises.
+func init() { sdk.Handle(handle) }
+
+func handle(ev sdk.Event) error {
+	switch ev.Name {
+	case "fields":
+		obj, err := ev.Object()
+		if err != nil {
+			return err
+		}
+		old, err := ev.OldObject()
+		if err != nil {
+			return err
+		}
+		var replicas int
+		if err := ev.Field("spec", "replicas").Decode(&replicas); err != nil {
+			return err
+		}
+		return sdk.Emit(map[string]any{
+			"key": ev.Key(), "kind": ev.Kind(), "replicas": replicas,
+			"label":   ev.Field("metadata", "labels", "app.kubernetes.io/name").String(),
+			"image":   ev.Field("spec", "containers", "0", "image").String(),
+			"missing": ev.Field("spec", "nope").Exists(),
+			"decode":  errors.Is(ev.Field("nope").Decode(new(any)), sdk.ErrNotFound),
+			"old":     ev.OldField("spec", "replicas").Raw(),
+			"objects": obj != nil && old == nil,
+		})
+	case "config":
+		var cfg struct{ Greeting string }
+		if err := sdk.Config(&cfg); err != nil {
+			return err
+		}
+		return sdk.Emit(json.RawMessage(`{"greeting":"` + cfg.Greeting + `"}`))
+	case "invalid":
+		if err := sdk.Emit("a string"); !errors.Is(err, sdk.ErrInvalid) {
+			return errors.New("a string record was not refused")
+		}
+		return sdk.Emit(func() {}) // cannot be marshalled
+	case "flood":
+		for {
+			if err := sdk.Emit(map[string]string{"pad": strings.Repeat("x", 100)}); err != nil {
+				return err
+			}
+		}
+	case "panic":
+		panic("oops")
+	case "log":
+		l := sdk.Logger().With("plugin", "test").WithGroup("g")
+		l.Warn("grouped", "k", "v w", slog.Group("sub", "n", 1))
+		sdk.LogDebug("debug")
+		sdk.LogInfo("info", "empty", "")
+		sdk.LogError("error")
+		return nil
+	case "http":
+		status, resp, err := sdk.HTTPPost("https://hooks.example.com/x", []byte(`{}`))
+		if err != nil {
+			return err
+		}
+		return sdk.Emit(map[string]any{"status": status, "resp": string(resp)})
+	}
+	return errors.New("unknown: " + ev.Name)
+}
+
+func TestFields(t *testing.T) {
+	res := sdktest.Run(sdktest.Event{Type: sdk.Added, Namespace: "ns", Name: "fields", Object: sdktest.Object(`{
+		"kind":"Deployment","metadata":{"labels":{"app.kubernetes.io/name":"web"}},
+		"spec":{"replicas":3,"containers":[{"image":"nginx"}]}}`)})
+	if res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	want := `{"decode":true,"image":"nginx","key":"ns/fields","kind":"Deployment","label":"web","missing":false,"objects":true,"old":null,"replicas":3}`
+	if len(res.Records) != 1 || string(res.Records[0]) != want {
+		t.Fatalf("records %s\nwant %s", res.Records, want)
+	}
+}
+
+func TestConfig(t *testing.T) {
+	res := sdktest.Harness{Config: map[string]string{"greeting": "hi"}}.Run(sdktest.Event{Name: "config"})
+	if res.Err != nil || len(res.Records) != 1 || string(res.Records[0]) != `{"greeting":"hi"}` {
+		t.Fatalf("%+v", res)
+	}
+	res = sdktest.Run(sdktest.Event{Name: "config"})
+	if res.Err != nil || string(res.Records[0]) != `{"greeting":""}` {
+		t.Fatalf("without config: %+v", res)
+	}
+	res = sdktest.Harness{Config: []int{1}}.Run(sdktest.Event{Name: "config"})
+	if res.Err == nil || !strings.Contains(res.Err.Error(), "sdk: config:") {
+		t.Fatalf("bad config: %+v", res)
+	}
+}
+
+func TestErrors(t *testing.T) {
+	tests := []struct{ name, want string }{
+		{"invalid", "sdk: emit: json: unsupported type: func()"},
+		{"flood", "output limit reached"},
+		{"panic", "panic: oops"},
+		{"other", "unknown: other"},
+	}
+	for _, tt := range tests {
+		res := sdktest.Run(sdktest.Event{Name: tt.name})
+		if res.Err == nil || !strings.Contains(res.Err.Error(), tt.want) {
+			t.Errorf("%s: err = %v, want %q", tt.name, res.Err, tt.want)
+		}
+	}
+	res := sdktest.Run(sdktest.Event{Name: "panic"})
+	if len(res.Logs) != 1 || res.Logs[0].Level != slog.LevelError || !strings.Contains(res.Logs[0].Msg, "sdk_test.handle") {
+		t.Errorf("panic stack not logged: %+v", res.Logs)
+	}
+}
+
+func TestLog(t *testing.T) {
+	res := sdktest.Run(sdktest.Event{Name: "log"})
+	want := []sdktest.Log{
+		{Level: slog.LevelWarn, Msg: `grouped plugin=test g.k="v w" g.sub.n=1`},
+		{Level: slog.LevelDebug, Msg: "debug"},
+		{Level: slog.LevelInfo, Msg: `info empty=""`},
+		{Level: slog.LevelError, Msg: "error"},
+	}
+	if res.Err != nil || len(res.Logs) != len(want) {
+		t.Fatalf("%+v", res)
+	}
+	for i := range want {
+		if res.Logs[i] != want[i] {
+			t.Errorf("log %d = %+v, want %+v", i, res.Logs[i], want[i])
+		}
+	}
+}
+
+func TestHTTPPost(t *testing.T) {
+	tests := []struct {
+		name    string
+		http    func(string, []byte) (int, []byte, error)
+		want    string
+		wantErr error
+	}{
+		{name: "default answer", want: `{"resp":"","status":200}`},
+		{name: "answer", http: func(string, []byte) (int, []byte, error) { return 404, []byte("no"), nil }, want: `{"resp":"no","status":404}`},
+		{name: "denied", http: func(string, []byte) (int, []byte, error) { return 0, nil, sdk.ErrNotAllowed }, wantErr: sdk.ErrNotAllowed},
+		{name: "failed", http: func(string, []byte) (int, []byte, error) { return 0, nil, errors.New("x") }, wantErr: sdk.ErrHTTPFailed},
+	}
+	for _, tt := range tests {
+		res := sdktest.Harness{HTTP: tt.http}.Run(sdktest.Event{Name: "http"})
+		if len(res.Requests) != 1 || res.Requests[0].URL != "https://hooks.example.com/x" || string(res.Requests[0].Body) != "{}" {
+			t.Errorf("%s: requests %+v", tt.name, res.Requests)
+		}
+		if tt.wantErr != nil {
+			// Errors cross the host boundary as messages.
+			if res.Err == nil || res.Err.Error() != tt.wantErr.Error() {
+				t.Errorf("%s: err = %v, want %v", tt.name, res.Err, tt.wantErr)
+			}
+			continue
+		}
+		if res.Err != nil || len(res.Records) != 1 || string(res.Records[0]) != tt.want {
+			t.Errorf("%s: %+v", tt.name, res)
+		}
+	}
+}

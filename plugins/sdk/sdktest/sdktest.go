@@ -1,0 +1,193 @@
+// Package sdktest runs a Go plugin's handler natively, without wasm, so its
+// logic is unit-tested with plain go test. The plugin package registers its
+// handler with sdk.Handle in an init function as usual; the harness feeds it
+// events and records what it emits, logs and posts, applying the same
+// record checks and limits as the real host (internal/wasmhost).
+//
+//	res := sdktest.Harness{Config: map[string]any{"fields": []string{"data"}}}.Run(sdktest.Event{
+//		Type:      sdk.Updated,
+//		GVR:       "v1/configmaps",
+//		Object:    sdktest.Object(`{"kind":"ConfigMap","data":{"a":"2"}}`),
+//		OldObject: sdktest.Object(`{"kind":"ConfigMap","data":{"a":"1"}}`),
+//	})
+//
+// To run the built .wasm through the real host instead, see
+// plugins/sdk/wasmtest.
+package sdktest
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+
+	"github.com/faro-dev/faro/plugins/sdk"
+	"github.com/faro-dev/faro/plugins/sdk/abi"
+	"github.com/faro-dev/faro/plugins/sdk/internal/bridge"
+)
+
+// Event is the event handed to the handler; the fields mirror the event
+// Faro's engine passes to plugins.
+type Event struct {
+	Type, GVR, Namespace, Name, UID, ResourceVersion, Rule string
+	Initial                                                bool
+	Object, OldObject                                      map[string]any
+}
+
+// Harness holds what the host would provide besides the event.
+type Harness struct {
+	// Config is marshalled to JSON and served to sdk.Config; nil means no
+	// configuration.
+	Config any
+	// HTTP answers sdk.HTTPPost. Nil answers every request with 200 and an
+	// empty body. Returning sdk.ErrNotAllowed mimics a host outside
+	// allowed_hosts; any other error a failed request.
+	HTTP func(url string, body []byte) (status int, resp []byte, err error)
+}
+
+// Result is what one handler call produced.
+type Result struct {
+	Records  []json.RawMessage // emitted records, in order
+	Logs     []Log             // log lines, including panic stacks
+	Requests []Request         // HTTP posts, in order, including refused ones
+	Err      error             // the handler's error (a panic becomes one)
+}
+
+// Log is one log line.
+type Log struct {
+	Level slog.Level
+	Msg   string
+}
+
+// Request is one sdk.HTTPPost call.
+type Request struct {
+	URL  string
+	Body []byte
+}
+
+// Object parses a JSON object literal, for building events in tests; it
+// panics on invalid JSON.
+func Object(js string) map[string]any {
+	var m map[string]any
+	if err := json.Unmarshal([]byte(js), &m); err != nil {
+		panic(fmt.Sprintf("sdktest.Object: %v", err))
+	}
+	return m
+}
+
+// Run runs ev through the handler with no configuration.
+func Run(ev Event) Result { return Harness{}.Run(ev) }
+
+// mu serialises runs: the SDK's native transport is process-global, like a
+// wasm instance that serves one call at a time.
+var mu sync.Mutex
+
+// Run calls the registered handler once with ev.
+func (h Harness) Run(ev Event) Result {
+	mu.Lock()
+	defer mu.Unlock()
+	c := &call{h: h, ev: ev, input: abi.AppendHeader(nil, &abi.Header{
+		Type: ev.Type, GVR: ev.GVR, Namespace: ev.Namespace, Name: ev.Name, UID: ev.UID,
+		ResourceVersion: ev.ResourceVersion, Rule: ev.Rule, Initial: ev.Initial,
+	})}
+	if h.Config != nil {
+		var err error
+		if c.config, err = json.Marshal(h.Config); err != nil {
+			return Result{Err: fmt.Errorf("sdktest: config: %w", err)}
+		}
+	}
+	status, ok := bridge.Dispatch(c, len(c.input))
+	switch {
+	case !ok:
+		c.res.Err = errors.New("sdktest: no handler registered (sdk.Handle from an init function)")
+	case c.failed != nil:
+		c.res.Err = c.failed
+	case status == abi.StatusError:
+		c.res.Err = errors.New(c.errMsg)
+	}
+	return c.res
+}
+
+// document is the event as the JSON document get_field pointers address.
+func document(ev Event) map[string]any {
+	return map[string]any{
+		"type": ev.Type, "gvr": ev.GVR, "namespace": ev.Namespace, "name": ev.Name,
+		"uid": ev.UID, "resource_version": ev.ResourceVersion, "initial": ev.Initial, "rule": ev.Rule,
+		"object": ev.Object, "old_object": ev.OldObject,
+	}
+}
+
+// call implements bridge.Host for one Run.
+type call struct {
+	h      Harness
+	ev     Event
+	input  []byte
+	config []byte
+	res    Result
+	out    int
+	errMsg string
+	failed error // an output limit was hit: the host fails the event
+}
+
+func (c *call) ReadInput() []byte { return c.input }
+
+func (c *call) GetField(pointer string) ([]byte, bool) {
+	root := document(c.ev)
+	first, rest, ok := abi.SplitPointer(pointer)
+	var v any = root
+	if ok {
+		if v, ok = root[first]; !ok {
+			return nil, false
+		}
+		if m, isMap := v.(map[string]any); isMap && m == nil {
+			return nil, false // no old_object outside updates
+		}
+		if v, ok = abi.Lookup(v, rest); !ok {
+			return nil, false
+		}
+	} else if pointer != "" {
+		return nil, false
+	}
+	b, err := json.Marshal(v)
+	return b, err == nil
+}
+
+func (c *call) GetConfig() ([]byte, bool) { return c.config, c.config != nil }
+
+func (c *call) Emit(rec []byte) int32 {
+	if !abi.ValidRecord(rec) {
+		return abi.ErrInvalid
+	}
+	if len(c.res.Records) >= abi.MaxRecords || c.out+len(rec) > abi.MaxOutput {
+		c.failed = fmt.Errorf("output limit reached (%d records, %d bytes per event)", abi.MaxRecords, abi.MaxOutput)
+		return abi.ErrLimit
+	}
+	c.out += len(rec)
+	c.res.Records = append(c.res.Records, append(json.RawMessage(nil), rec...))
+	return 0
+}
+
+func (c *call) SetError(msg string) { c.errMsg = msg }
+
+func (c *call) Log(level int32, msg string) {
+	c.res.Logs = append(c.res.Logs, Log{Level: slog.Level(level), Msg: msg})
+}
+
+func (c *call) HTTPPost(url string, body []byte) (int32, []byte) {
+	c.res.Requests = append(c.res.Requests, Request{URL: url, Body: append([]byte(nil), body...)})
+	if len(body) > abi.MaxHTTPBody {
+		return abi.ErrLimit, nil
+	}
+	if c.h.HTTP == nil {
+		return 200, nil
+	}
+	status, resp, err := c.h.HTTP(url, body)
+	switch {
+	case errors.Is(err, sdk.ErrNotAllowed):
+		return abi.ErrDenied, nil
+	case err != nil:
+		return abi.ErrFailed, nil
+	}
+	return int32(status), resp[:min(len(resp), abi.MaxHTTPResponse)]
+}
