@@ -42,7 +42,8 @@ type faro struct {
 	done    chan error
 
 	mu     sync.Mutex
-	events []event
+	events []event  // CONFIG lines
+	raw    []string // every stdout line (CONFIG and PLUGIN)
 	diag   []string
 	change chan struct{}
 }
@@ -98,10 +99,11 @@ func (f *faro) collect(r io.Reader, events bool) {
 		line := sc.Text()
 		f.mu.Lock()
 		if events {
+			f.raw = append(f.raw, line)
 			var ev event
 			if err := json.Unmarshal([]byte(line), &ev); err != nil {
 				f.diag = append(f.diag, "UNPARSABLE EVENT LINE: "+line)
-			} else {
+			} else if strings.HasPrefix(ev.Message, "CONFIG [") {
 				f.events = append(f.events, ev)
 			}
 		} else {

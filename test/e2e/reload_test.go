@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/faro-dev/faro/internal/daemon"
+	"github.com/faro-dev/faro/plugins/sdk/wasmtest"
 )
 
 // countDiag counts diagnostic lines containing every one of parts.
@@ -311,5 +313,68 @@ func TestReloadUnderLoad(t *testing.T) {
 	}
 	if strings.Join(got, ",") != strings.Join(rvs, ",") {
 		t.Fatalf("UPDATED events across 10 reloads (lost, duplicated or reordered):\n got %d: %v\nwant %d: %v", len(got), got, len(rvs), rvs)
+	}
+}
+
+// TestReloadPluginReplaced: a plugin file replaced by a new build (written
+// beside it, then renamed over it) is compiled and swapped in; the next
+// event shows its new behaviour.
+func TestReloadPluginReplaced(t *testing.T) {
+	t.Parallel()
+	ns := createNamespace(t, "reload-plugin")
+	dir := t.TempDir()
+	for _, v := range []string{"version1", "version2"} {
+		if err := wasmtest.Build(t.Context(), filepath.Join("testdata", "plugins", v), filepath.Join(dir, v+".wasm")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	plugin := filepath.Join(dir, "plugins", "swap.wasm")
+	if err := os.Mkdir(filepath.Dir(plugin), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	copyFile(t, filepath.Join(dir, "version1.wasm"), plugin)
+	f := startFaro(t, fmt.Sprintf("plugins:\n  - name: swap\n    path: %s\nresources:\n  - gvr: v1/configmaps\n    namespace_patterns: [%q]\n    plugins: [swap]\n", plugin, ns))
+	versionOf := func(key string) string {
+		for _, r := range f.records("swap") {
+			var rec struct {
+				Version int    `json:"version"`
+				Key     string `json:"key"`
+			}
+			if json.Unmarshal(r.Record, &rec) == nil && rec.Key == key {
+				return strconv.Itoa(rec.Version)
+			}
+		}
+		return ""
+	}
+	createCM(t, ns, "first", nil)
+	f.waitFor(waitTime, "version 1 record", func([]event, []string) bool { return len(recordsOf(f.raw, "swap")) > 0 })
+	if v := versionOf(ns + "/first"); v != "1" {
+		t.Fatalf("first event handled by version %q, want 1", v)
+	}
+
+	before := f.countDiag(reloaded)
+	copyFile(t, filepath.Join(dir, "version2.wasm"), plugin+".tmp")
+	if err := os.Rename(plugin+".tmp", plugin); err != nil {
+		t.Fatal(err)
+	}
+	f.waitReloads(reloaded, before+1)
+	if n := f.countDiag(reloaded, `"plugins_reloaded":["swap"]`); n != 1 {
+		t.Errorf("reload line does not name the rebuilt plugin")
+	}
+	createCM(t, ns, "second", nil)
+	f.waitFor(waitTime, "version 2 record", func([]event, []string) bool { return len(recordsOf(f.raw, "swap")) > 1 })
+	if v := versionOf(ns + "/second"); v != "2" {
+		t.Fatalf("event after the swap handled by version %q, want 2", v)
+	}
+}
+
+func copyFile(t *testing.T, from, to string) {
+	t.Helper()
+	data, err := os.ReadFile(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(to, data, 0o644); err != nil {
+		t.Fatal(err)
 	}
 }

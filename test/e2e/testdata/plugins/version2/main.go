@@ -1,0 +1,13 @@
+// Command version2 is a test plugin that emits {"version": 2} for every
+// event: the e2e tests swap it for the other version while Faro runs.
+package main
+
+import "github.com/faro-dev/faro/plugins/sdk"
+
+func main() {}
+
+func init() {
+	sdk.Handle(func(ev sdk.Event) error {
+		return sdk.Emit(map[string]any{"version": 2, "key": ev.Key()})
+	})
+}
