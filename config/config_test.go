@@ -68,6 +68,11 @@ func TestParseInvalidReportsEveryProblemWithItsPlace(t *testing.T) {
 			`many-problems.yaml:6: resources[1].scope: unknown scope "Global"`,
 			`many-problems.yaml:8: resources[2].plugins[0]: unknown plugin "missing"`,
 		}},
+		{"unknown-key-and-more.yaml", []string{
+			`unknown-key-and-more.yaml:3: resources[0].name_patern: unknown key`,
+			`unknown-key-and-more.yaml:4: resources[0].label_selector: invalid label selector`,
+			`unknown-key-and-more.yaml:6: resources[1].name_pattern: invalid regular expression "("`,
+		}},
 		{"empty.yaml", []string{"config is empty"}},
 	}
 	for _, tt := range tests {

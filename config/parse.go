@@ -91,15 +91,14 @@ func Parse(data []byte, path string) (*Config, error) {
 		if !errors.As(err, &te) {
 			line, msg := splitYAMLError(err.Error())
 			fail(line, "", msg)
-		} else {
-			for _, e := range te.Errors {
-				line, msg := splitYAMLError(e)
-				fail(line, cfg.pathAt(line), msg)
-			}
+			return nil, errs
 		}
-	}
-	if len(errs) > 0 {
-		return nil, errs
+		// The decoder skipped only the values it reported; validate the rest
+		// so that every problem is reported in one pass.
+		for _, e := range te.Errors {
+			line, msg := splitYAMLError(e)
+			fail(line, cfg.pathAt(line), msg)
+		}
 	}
 	cfg.validate(fail)
 	if len(errs) > 0 {

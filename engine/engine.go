@@ -65,7 +65,7 @@ type Options struct {
 	// Workers is how many events are processed at once (default 4).
 	Workers int
 	// MaxRetries is how often a failing event is retried before it is
-	// dropped (default 5).
+	// dropped; 0 drops it at its first failure.
 	MaxRetries int
 	// RetryBase and RetryMax bound the exponential backoff between retries
 	// (defaults 100ms and 30s).
@@ -92,9 +92,6 @@ func (o *Options) validate() error {
 	if o.Workers == 0 {
 		o.Workers = 4
 	}
-	if o.MaxRetries == 0 {
-		o.MaxRetries = 5
-	}
 	if o.RetryBase <= 0 {
 		o.RetryBase = 100 * time.Millisecond
 	}
@@ -116,6 +113,7 @@ type Stats struct {
 	Matched     atomic.Uint64 // (event, rule) matches logged
 	Retries     atomic.Uint64 // events sent back for retry
 	Dropped     atomic.Uint64 // events dropped after MaxRetries
+	Unprocessed atomic.Uint64 // events still queued when shutdown ended
 	CELErrors   atomic.Uint64 // CEL evaluation errors (counted as no match)
 	Informers   atomic.Int64  // running informers
 	Rediscovers atomic.Uint64 // discovery runs
@@ -229,10 +227,17 @@ func (e *Engine) Run(ctx context.Context) error {
 	select {
 	case <-drained:
 	case <-time.After(e.opts.DrainTimeout):
-		e.log.Warn("shutdown: queued events not finished in time", "timeout", e.opts.DrainTimeout, "left", e.queue.Len())
+		// Workers stop at their next event; a plugin call in flight ends on
+		// the cancelled context.
 		stopWork()
 		e.queue.ShutDown()
 		<-drained
+	}
+	// Events still pending here were queued when time ran out, or were
+	// waiting to be retried (a retry cannot be scheduled on a closed queue).
+	if left := e.pending.len(); left > 0 {
+		e.stats.Unprocessed.Add(uint64(left))
+		e.log.Warn("shutdown: events left unprocessed", "count", left, "drain_timeout", e.opts.DrainTimeout)
 	}
 	return nil
 }

@@ -46,10 +46,24 @@ type pendingEvents struct {
 	items map[objKey][]*delivery
 }
 
-func (p *pendingEvents) push(k objKey, d *delivery) {
+// push appends d and reports whether k had nothing pending before.
+func (p *pendingEvents) push(k objKey, d *delivery) (first bool) {
 	p.mu.Lock()
+	defer p.mu.Unlock()
+	first = len(p.items[k]) == 0
 	p.items[k] = append(p.items[k], d)
-	p.mu.Unlock()
+	return first
+}
+
+// len returns how many events are pending in all.
+func (p *pendingEvents) len() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := 0
+	for _, q := range p.items {
+		n += len(q)
+	}
+	return n
 }
 
 func (p *pendingEvents) head(k objKey) *delivery {
@@ -74,12 +88,16 @@ func (p *pendingEvents) pop(k objKey) {
 }
 
 // enqueue is called from informer event handlers: it only appends and
-// schedules, so it never blocks an informer.
+// schedules, so it never blocks an informer. The key is scheduled only when
+// the object had nothing pending: otherwise it is already queued, being
+// processed (the worker drains its events) or backing off after a failure
+// (and must not be woken early by a newer event).
 func (e *Engine) enqueue(d *delivery) {
 	e.stats.Events.Add(1)
 	k := objKey{GVR: d.gvr, Namespace: d.obj.GetNamespace(), Name: d.obj.GetName()}
-	e.pending.push(k, d)
-	e.queue.Add(k)
+	if e.pending.push(k, d) {
+		e.queue.Add(k)
+	}
 }
 
 // processNext takes one key and processes its pending events in order. A
@@ -92,7 +110,7 @@ func (e *Engine) processNext(ctx context.Context) bool {
 		return false
 	}
 	defer e.queue.Done(k)
-	for {
+	for ctx.Err() == nil {
 		d := e.pending.head(k)
 		if d == nil {
 			e.queue.Forget(k)
@@ -112,6 +130,7 @@ func (e *Engine) processNext(ctx context.Context) bool {
 		e.queue.Forget(k)
 		e.pending.pop(k)
 	}
+	return false // shutting down: what is left is counted by Run
 }
 
 // process matches d against the rules live when it is first tried, logs

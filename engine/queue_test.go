@@ -268,3 +268,58 @@ func TestCELErrorLogIsRateLimited(t *testing.T) {
 		t.Errorf("last line %s does not count the 4 suppressed errors", last)
 	}
 }
+
+// TestQueueBackoffHoldsUnderNewEvents: new events for an object that is
+// backing off after a failure do not wake it early; the failing event gets
+// its retries spread over the backoff, then is dropped, and the rest flow.
+func TestQueueBackoffHoldsUnderNewEvents(t *testing.T) {
+	var first, dropped time.Time
+	rec := &recorder{seen: map[string][]string{}, inFlight: map[string]bool{}, calls: map[string]int{},
+		fail: func(m *Matched, calls int) error {
+			if m.Object.GetResourceVersion() != "1" {
+				if dropped.IsZero() {
+					dropped = time.Now()
+				}
+				return nil
+			}
+			if calls == 1 {
+				first = time.Now()
+			}
+			return errors.New("permanent")
+		}}
+	e, _ := newTestEngine(t, rec, 2, 3)
+	e.enqueue(&delivery{typ: config.Added, gvr: cmGVR, obj: cm("c", 1)})
+	for i := 2; i <= 40; i++ {
+		time.Sleep(time.Millisecond)
+		e.enqueue(&delivery{typ: config.Updated, gvr: cmGVR, obj: cm("c", i)})
+	}
+	waitUntil(t, "all later events", func() bool {
+		rec.mu.Lock()
+		defer rec.mu.Unlock()
+		return len(rec.seen["c"]) == 39
+	})
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if rec.calls["c@1"] != 4 {
+		t.Errorf("failing event tried %d times, want 1 + 3 retries", rec.calls["c@1"])
+	}
+	// Backoff is 1ms, 2ms, 4ms (capped at 5ms): at least 7ms must pass
+	// between the first failure and the drop, however many events arrived.
+	if gap := dropped.Sub(first); gap < 7*time.Millisecond {
+		t.Errorf("failing event dropped %v after its first try; the backoff was skipped", gap)
+	}
+}
+
+// TestQueueNoRetries: MaxRetries 0 drops a failing event at once.
+func TestQueueNoRetries(t *testing.T) {
+	rec := &recorder{seen: map[string][]string{}, inFlight: map[string]bool{}, calls: map[string]int{},
+		fail: func(*Matched, int) error { return errors.New("no") }}
+	e, _ := newTestEngine(t, rec, 1, 0)
+	e.enqueue(&delivery{typ: config.Added, gvr: cmGVR, obj: cm("d", 1)})
+	waitUntil(t, "the drop", func() bool { return e.stats.Dropped.Load() == 1 })
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if rec.calls["d@1"] != 1 || e.stats.Retries.Load() != 0 {
+		t.Errorf("calls = %d, retries = %d; want 1 and 0", rec.calls["d@1"], e.stats.Retries.Load())
+	}
+}

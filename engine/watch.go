@@ -5,6 +5,7 @@ import (
 	"reflect"
 	"slices"
 	"sort"
+	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -214,6 +215,9 @@ func (e *Engine) checkScope(r *rules.Rule, api apiResource) {
 	}
 }
 
+// watchWarnEvery bounds how often a failing watch is reported at WARN.
+const watchWarnEvery = time.Minute
+
 // startWatch starts one informer; its goroutine ends when ctx is done or the
 // watch is stopped. seen maps the objects a replaced watch already delivered
 // to their resource versions (nil for a new watch). Called with e.mu held.
@@ -222,16 +226,22 @@ func (e *Engine) startWatch(ctx context.Context, k watchKey, seen map[types.UID]
 		o.LabelSelector = k.Selector
 	}).Informer()
 	_ = inf.SetTransform(stripManagedFields)
+	var lastWarn time.Time // owned by the reflector's goroutine
 	_ = inf.SetWatchErrorHandlerWithContext(func(ctx context.Context, _ *cache.Reflector, err error) {
-		if apierrors.IsNotFound(err) {
+		switch {
+		case ctx.Err() != nil:
+		case apierrors.IsNotFound(err):
 			// The resource went away (CRD deleted): let discovery stop us
 			// instead of retrying a 404 forever.
 			e.log.Debug("watch: resource not found; rediscovering", "watch", k.String())
 			e.trigger()
-			return
-		}
-		if ctx.Err() == nil {
-			e.log.Debug("watch error; the informer retries with backoff", "watch", k.String(), "error", err)
+		case time.Since(lastWarn) >= watchWarnEvery:
+			// Forbidden (RBAC), an unreachable server, ...: the informer
+			// retries with backoff; say so at most once a minute per watch.
+			lastWarn = time.Now()
+			e.log.Warn("watch failing; retrying with backoff", "watch", k.String(), "error", err)
+		default:
+			e.log.Debug("watch error; retrying with backoff", "watch", k.String(), "error", err)
 		}
 	})
 	gvr, isNS := k.GVR, isNamespaceResource(k.GVR)

@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strconv"
 	"syscall"
 
 	"github.com/faro-dev/faro/internal/daemon"
@@ -45,7 +46,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&opts.LogFormat, "log-format", "text", "text or json")
 	fs.DurationVar(&opts.AutoShutdown, "auto-shutdown", 0, "stop after this long, e.g. 30s (overrides auto_shutdown_sec)")
 	fs.IntVar(&opts.Workers, "workers", 0, "events processed at once (default 4, or workers in the config)")
-	fs.IntVar(&opts.MaxRetries, "max-retries", 0, "retries of a failing event before it is dropped (default 5)")
+	fs.Func("max-retries", "retries of a failing event before it is dropped (default 5, or max_retries in the config)", func(v string) error {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			return fmt.Errorf("want a whole number >= 0")
+		}
+		opts.MaxRetries = &n
+		return nil
+	})
 	qps := fs.Float64("qps", 50, "API client queries per second")
 	fs.IntVar(&opts.Burst, "burst", 100, "API client burst")
 	if err := fs.Parse(args); err != nil {

@@ -40,8 +40,10 @@ type Options struct {
 	LogLevel, LogFormat string
 	// AutoShutdown overrides auto_shutdown_sec when positive.
 	AutoShutdown time.Duration
-	// Workers and MaxRetries override the config when positive.
-	Workers, MaxRetries int
+	// Workers overrides the config when positive.
+	Workers int
+	// MaxRetries overrides the config when not nil; 0 means no retries.
+	MaxRetries *int
 
 	Stdout, Stderr io.Writer
 }
@@ -92,7 +94,7 @@ func Run(ctx context.Context, opts Options) error {
 		JSON:       json,
 		Handler:    r,
 		Workers:    workers,
-		MaxRetries: firstPositive(opts.MaxRetries, derefInt(cfg.MaxRetries)),
+		MaxRetries: maxRetries(opts, cfg),
 	})
 	if err != nil {
 		return err
@@ -170,20 +172,27 @@ type daemon struct {
 // CEL, type-checked against the cluster's schemas. Entries that did not
 // change since the running set are reused as compiled. The CEL compiler is
 // rebuilt only when the cost limits change.
+//
+// Nothing is kept unless the whole set compiles: a refused reload leaves the
+// compiler and its limits as they were.
 func (d *daemon) compile(cfg *config.Config) (*rules.Set, error) {
-	prev := d.current
-	if d.celc == nil || d.celLimit != cfg.CELLimits {
+	prev, celc := d.current, d.celc
+	if celc == nil || d.celLimit != cfg.CELLimits {
 		prev = nil // programs compiled under other limits are not reused
-		celc, err := celpred.NewCompiler(celpred.Options{MaxEstimatedCost: cfg.CELLimits.MaxEstimatedCost, CostLimit: cfg.CELLimits.CostLimit})
-		if err != nil {
+		var err error
+		if celc, err = celpred.NewCompiler(celpred.Options{MaxEstimatedCost: cfg.CELLimits.MaxEstimatedCost, CostLimit: cfg.CELLimits.CostLimit}); err != nil {
 			return nil, err
 		}
-		d.celc, d.celLimit = celc, cfg.CELLimits
 	}
 	if gen := d.eng.DiscoveryGeneration(); d.schemas == nil || d.schemas.generation != gen {
 		d.schemas = &schemas{eng: d.eng, resolver: d.resolver, log: d.log, generation: gen, cache: map[schema.GroupVersionKind]*spec.Schema{}}
 	}
-	return rules.Compile(cfg, rules.Options{CEL: d.celc, Schemas: d.schemas, Previous: prev})
+	set, err := rules.Compile(cfg, rules.Options{CEL: celc, Schemas: d.schemas, Previous: prev})
+	if err != nil {
+		return nil, err
+	}
+	d.celc, d.celLimit = celc, cfg.CELLimits
+	return set, nil
 }
 
 // armShutdown (re)arms the auto-shutdown timer from the flag or config,
@@ -319,6 +328,20 @@ func firstPositive(vs ...int) int {
 		}
 	}
 	return 0
+}
+
+// defaultMaxRetries applies when neither flag nor config sets max_retries.
+const defaultMaxRetries = 5
+
+func maxRetries(opts Options, cfg *config.Config) int {
+	switch {
+	case opts.MaxRetries != nil:
+		return *opts.MaxRetries
+	case cfg.MaxRetries != nil:
+		return *cfg.MaxRetries
+	default:
+		return defaultMaxRetries
+	}
 }
 
 func derefInt(p *int) int {
