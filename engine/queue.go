@@ -29,14 +29,37 @@ type delivery struct {
 	obj, old *unstructured.Unstructured
 	initial  bool
 	isNS     bool
-	// known marks an initial ADDED from a replacement informer for an object
-	// (same uid and resourceVersion) its predecessor already delivered.
-	known bool
+	// audience narrows who sees an event a replacement watch synthesized
+	// from its handover; carried holds the ruleKeys of the rules that saw
+	// the replaced watch's events.
+	audience audience
+	carried  map[string]bool
 
 	// Owned by the worker holding the key.
 	matched bool
 	matches []*rules.Rule
 	step    int // steps done: for each match, 1 (log) + one per plugin
+}
+
+// audience says which rules an event is for.
+type audience uint8
+
+const (
+	allRules     audience = iota
+	carriedRules          // only rules that saw the replaced watch
+	newRules              // only rules new to the resource
+)
+
+// isFor reports whether rule r is in d's audience.
+func (d *delivery) isFor(r *rules.Rule) bool {
+	switch d.audience {
+	case carriedRules:
+		return d.carried[ruleKey(r)]
+	case newRules:
+		return !d.carried[ruleKey(r)]
+	default:
+		return true
+	}
 }
 
 // pendingEvents holds every object's undelivered events, oldest first. The
@@ -176,7 +199,7 @@ func (e *Engine) match(ctx context.Context, d *delivery) []*rules.Rule {
 	ev := &rules.Event{Type: d.typ, Object: d.obj, OldObject: d.old, Initial: d.initial, IsNamespace: d.isNS}
 	var out []*rules.Rule
 	for _, r := range rs {
-		if d.known && b.carried[r] {
+		if !d.isFor(r) {
 			continue
 		}
 		ok, err := r.Matches(ctx, ev)

@@ -2,14 +2,16 @@ package engine
 
 import (
 	"context"
-	"reflect"
+	"fmt"
 	"slices"
 	"sort"
+	"sync"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic/dynamicinformer"
@@ -40,9 +42,43 @@ func (k watchKey) String() string {
 
 type watch struct {
 	key    watchKey
-	store  cache.Store
 	cancel context.CancelFunc
 	done   chan struct{}
+
+	// delivered is what this watch's handler has queued, by uid: the last
+	// state of every object it reported and did not report deleted. A
+	// successor watch starts from it (see handover).
+	mu        sync.Mutex
+	delivered map[types.UID]*unstructured.Unstructured
+}
+
+func (w *watch) record(u *unstructured.Unstructured, deleted bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if deleted {
+		delete(w.delivered, u.GetUID())
+	} else {
+		w.delivered[u.GetUID()] = u
+	}
+}
+
+// handover is what a replaced watch passes to its successor: the objects it
+// delivered (within the successor's scope) and the definitions of the rules
+// that saw them. The successor's initial list is diffed against it, so that
+// those rules get exactly what changed in between (UPDATED, DELETED, ADDED
+// for newcomers) and no second initial ADDED, while rules new to the
+// resource get their initial events.
+type handover struct {
+	seen    map[types.UID]*unstructured.Unstructured
+	carried map[string]bool // ruleKey of the rules that saw them
+}
+
+// ruleKey identifies a rule by its definition, not its place in the file,
+// so that inserting an entry above it does not make it look new.
+func ruleKey(r *rules.Rule) string {
+	def := r.Rule
+	def.ID = ""
+	return fmt.Sprintf("%#v", def)
 }
 
 // binding is what workers match against: the live rule set, and its rules
@@ -50,9 +86,6 @@ type watch struct {
 type binding struct {
 	set   *rules.Set
 	byGVR map[schema.GroupVersionResource][]*rules.Rule
-	// carried holds the rules that the previous binding had unchanged; they
-	// have seen the objects a replaced informer already delivered.
-	carried map[*rules.Rule]bool
 }
 
 // ReconcileResult says what a reconcile changed.
@@ -110,55 +143,64 @@ func (e *Engine) reconcile(ctx context.Context) ReconcileResult {
 			desired[k] = true
 		}
 	}
-	e.binding.Store(&binding{set: set, byGVR: byGVR, carried: carriedRules(e.binding.Load().set, set)})
+	prev := e.binding.Load()
+	// A rule whose resource just stopped being served (its CRD was deleted)
+	// stays bound to it without a watch, so that the events already queued
+	// for it (the DELETED of every custom resource) are still reported.
+	for gvr, rs := range prev.byGVR {
+		if _, served := e.index.byGVR[gvr]; served {
+			continue
+		}
+		for _, r := range rs {
+			if _, pending := pendErr[r.ID]; pending && slices.Contains(set.Rules, r) {
+				byGVR[gvr] = append(byGVR[gvr], r)
+			}
+		}
+	}
+	e.binding.Store(&binding{set: set, byGVR: byGVR})
 
-	// A watch that is replaced (its selector or namespaces changed) hands
-	// what it has seen to its successors, so that their initial list does
-	// not report those objects again to the rules that saw them.
-	seen := map[schema.GroupVersionResource]map[types.UID]string{}
+	// Watches no longer wanted stop; what they delivered is handed to the
+	// new watches of the same resource (a replacement: its namespaces or
+	// selector changed).
+	seen := map[schema.GroupVersionResource]map[types.UID]*unstructured.Unstructured{}
 	for k, w := range e.watches {
 		if desired[k] {
 			continue
 		}
-		if seen[k.GVR] == nil {
-			seen[k.GVR] = map[types.UID]string{}
-		}
-		for _, obj := range w.store.List() {
-			if u, ok := obj.(*unstructured.Unstructured); ok {
-				seen[k.GVR][u.GetUID()] = u.GetResourceVersion()
-			}
-		}
 		e.stopWatch(w)
 		res.Stopped = append(res.Stopped, k.String())
+		if seen[k.GVR] == nil {
+			seen[k.GVR] = map[types.UID]*unstructured.Unstructured{}
+		}
+		w.mu.Lock()
+		for uid, u := range w.delivered {
+			seen[k.GVR][uid] = u
+		}
+		w.mu.Unlock()
 	}
 	for k := range desired {
-		if _, ok := e.watches[k]; !ok {
-			e.startWatch(ctx, k, seen[k.GVR])
-			res.Started = append(res.Started, k.String())
+		if _, ok := e.watches[k]; ok {
+			continue
 		}
+		var h *handover
+		if old, replaced := seen[k.GVR]; replaced {
+			h = &handover{seen: map[types.UID]*unstructured.Unstructured{}, carried: map[string]bool{}}
+			sel, _ := labels.Parse(k.Selector)
+			for uid, u := range old {
+				if (k.Namespace == "" || u.GetNamespace() == k.Namespace) && sel.Matches(labels.Set(u.GetLabels())) {
+					h.seen[uid] = u
+				}
+			}
+			for _, r := range prev.byGVR[k.GVR] {
+				h.carried[ruleKey(r)] = true
+			}
+		}
+		e.startWatch(ctx, k, h)
+		res.Started = append(res.Started, k.String())
 	}
 	sort.Strings(res.Started)
 	sort.Strings(res.Stopped)
 	return res
-}
-
-// carriedRules returns the rules of set that prev had with the same path and
-// the same definition.
-func carriedRules(prev, set *rules.Set) map[*rules.Rule]bool {
-	if prev == nil {
-		return nil
-	}
-	before := map[string]*rules.Rule{}
-	for _, r := range prev.Rules {
-		before[r.ID] = r
-	}
-	carried := map[*rules.Rule]bool{}
-	for _, r := range set.Rules {
-		if old, ok := before[r.ID]; ok && reflect.DeepEqual(old.Rule, r.Rule) {
-			carried[r] = true
-		}
-	}
-	return carried
 }
 
 // watchesFor decides the informers one resource needs for its rules: one
@@ -218,10 +260,10 @@ func (e *Engine) checkScope(r *rules.Rule, api apiResource) {
 // watchWarnEvery bounds how often a failing watch is reported at WARN.
 const watchWarnEvery = time.Minute
 
-// startWatch starts one informer; its goroutine ends when ctx is done or the
-// watch is stopped. seen maps the objects a replaced watch already delivered
-// to their resource versions (nil for a new watch). Called with e.mu held.
-func (e *Engine) startWatch(ctx context.Context, k watchKey, seen map[types.UID]string) {
+// startWatch starts one informer; its goroutines end when ctx is done or
+// the watch is stopped. h is non-nil when the watch replaces others of the
+// same resource. Called with e.mu held.
+func (e *Engine) startWatch(ctx context.Context, k watchKey, h *handover) {
 	inf := dynamicinformer.NewFilteredDynamicInformer(e.dyn, k.GVR, k.Namespace, 0, cache.Indexers{}, func(o *metav1.ListOptions) {
 		o.LabelSelector = k.Selector
 	}).Informer()
@@ -244,12 +286,34 @@ func (e *Engine) startWatch(ctx context.Context, k watchKey, seen map[types.UID]
 			e.log.Debug("watch error; retrying with backoff", "watch", k.String(), "error", err)
 		}
 	})
+	w := &watch{key: k, done: make(chan struct{}), delivered: map[types.UID]*unstructured.Unstructured{}}
 	gvr, isNS := k.GVR, isNamespaceResource(k.GVR)
-	_, _ = inf.AddEventHandler(cache.ResourceEventHandlerDetailedFuncs{
+	send := func(d *delivery) {
+		d.gvr, d.isNS = gvr, isNS
+		if h != nil {
+			d.carried = h.carried
+		}
+		e.enqueue(d)
+	}
+	var listed sync.Map // uids of the initial list, for the handover diff
+	reg, _ := inf.AddEventHandler(cache.ResourceEventHandlerDetailedFuncs{
 		AddFunc: func(obj any, initial bool) {
-			if u, ok := obj.(*unstructured.Unstructured); ok {
-				known := initial && seen != nil && seen[u.GetUID()] == u.GetResourceVersion()
-				e.enqueue(&delivery{typ: config.Added, gvr: gvr, obj: u, initial: initial, known: known, isNS: isNS})
+			u, ok := obj.(*unstructured.Unstructured)
+			if !ok {
+				return
+			}
+			w.record(u, false)
+			prev := h.prior(u, initial)
+			switch {
+			case prev == nil:
+				send(&delivery{typ: config.Added, obj: u, initial: initial})
+			case prev.GetResourceVersion() == u.GetResourceVersion():
+				listed.Store(u.GetUID(), true)
+				send(&delivery{typ: config.Added, obj: u, initial: true, audience: newRules})
+			default:
+				listed.Store(u.GetUID(), true)
+				send(&delivery{typ: config.Updated, obj: u, old: prev, audience: carriedRules})
+				send(&delivery{typ: config.Added, obj: u, initial: true, audience: newRules})
 			}
 		},
 		UpdateFunc: func(oldObj, newObj any) {
@@ -258,31 +322,70 @@ func (e *Engine) startWatch(ctx context.Context, k watchKey, seen map[types.UID]
 			if !ok1 || !ok2 || o.GetResourceVersion() == n.GetResourceVersion() {
 				return // a resync, not a change
 			}
-			e.enqueue(&delivery{typ: config.Updated, gvr: gvr, obj: n, old: o, isNS: isNS})
+			w.record(n, false)
+			send(&delivery{typ: config.Updated, obj: n, old: o})
 		},
 		DeleteFunc: func(obj any) {
 			if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
 				obj = t.Obj
 			}
 			if u, ok := obj.(*unstructured.Unstructured); ok {
-				e.enqueue(&delivery{typ: config.Deleted, gvr: gvr, obj: u, isNS: isNS})
+				w.record(u, true)
+				send(&delivery{typ: config.Deleted, obj: u})
 			}
 		},
 	})
 	wctx, cancel := context.WithCancel(ctx)
-	w := &watch{key: k, store: inf.GetStore(), cancel: cancel, done: make(chan struct{})}
+	w.cancel = cancel
 	e.watches[k] = w
 	e.stats.Informers.Add(1)
 	e.log.Info("informer started", "watch", k.String())
-	go func() {
-		defer close(w.done)
-		inf.RunWithContext(wctx)
-	}()
-	go func() {
-		if cache.WaitForCacheSync(wctx.Done(), inf.HasSynced) {
-			e.log.Info("informer synced", "watch", k.String())
+	var wg sync.WaitGroup
+	wg.Go(func() { inf.RunWithContext(wctx) })
+	wg.Go(func() {
+		if !cache.WaitForCacheSync(wctx.Done(), reg.HasSynced) {
+			return
 		}
+		// Objects the replaced watch delivered that are not in the new
+		// initial list were deleted in between.
+		for uid, u := range h.gone(&listed) {
+			w.mu.Lock()
+			_, back := w.delivered[uid]
+			w.mu.Unlock()
+			if !back {
+				send(&delivery{typ: config.Deleted, obj: u, audience: carriedRules})
+			}
+		}
+		e.log.Info("informer synced", "watch", k.String())
+	})
+	go func() {
+		wg.Wait()
+		close(w.done)
 	}()
+}
+
+// prior returns the state in which the replaced watch last delivered the
+// object of an initial ADDED, or nil (no handover, not initial, or an object
+// the replaced watch never reported).
+func (h *handover) prior(u *unstructured.Unstructured, initial bool) *unstructured.Unstructured {
+	if h == nil || !initial {
+		return nil
+	}
+	return h.seen[u.GetUID()]
+}
+
+// gone returns the handed-over objects that the new initial list lacks.
+func (h *handover) gone(listed *sync.Map) map[types.UID]*unstructured.Unstructured {
+	if h == nil {
+		return nil
+	}
+	out := map[types.UID]*unstructured.Unstructured{}
+	for uid, u := range h.seen {
+		if _, ok := listed.Load(uid); !ok {
+			out[uid] = u
+		}
+	}
+	return out
 }
 
 // stopWatch stops an informer and waits for its goroutines. Called with e.mu

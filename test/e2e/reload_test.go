@@ -378,3 +378,112 @@ func copyFile(t *testing.T, from, to string) {
 		t.Fatal(err)
 	}
 }
+
+// TestReloadReplacedWatchUnderLoad: reloads that replace the informer (the
+// second entry alternates between a literal namespace and a regex, which
+// switches the watch between one namespace and all) while one object is
+// updated and others are created and deleted. The unchanged entry gets no
+// second initial event, no duplicate and no reordering; the final state of
+// every object is reported; deletions are reported. Updates that land in the
+// instant between the old informer stopping and the new one listing are
+// coalesced into one UPDATED (the new list only has the latest state).
+func TestReloadReplacedWatchUnderLoad(t *testing.T) {
+	t.Parallel()
+	ns := createNamespace(t, "reload-swapwatch")
+	rule := func(i int) string {
+		second := fmt.Sprintf("[%q]", ns)
+		if i%2 == 1 {
+			second = fmt.Sprintf("[\"%s.*\"]", ns)
+		}
+		return fmt.Sprintf("resources:\n  - gvr: v1/configmaps\n    namespace_patterns: [%q]\n    name_pattern: \"hot|tmp-.*\"\n  - gvr: v1/configmaps\n    namespace_patterns: %s\n    name_pattern: \"cold\"\n", ns, second)
+	}
+	createCM(t, ns, "hot", nil)
+	f := startFaro(t, rule(0))
+	f.waitEvent(msg("ADDED", "v1/configmaps", ns+"/hot"), waitTime)
+	stop := make(chan struct{})
+	writerDone := make(chan []string)
+	go func() {
+		var rvs []string
+		defer func() { writerDone <- rvs }()
+		for i := 1; ; i++ {
+			select {
+			case <-stop:
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+			cm, err := kube.CoreV1().ConfigMaps(ns).Get(t.Context(), "hot", metav1.GetOptions{})
+			if err == nil {
+				cm.Data = map[string]string{"v": strconv.Itoa(i)}
+				cm, err = kube.CoreV1().ConfigMaps(ns).Update(t.Context(), cm, metav1.UpdateOptions{})
+			}
+			if err == nil && i%10 == 0 {
+				_, err = kube.CoreV1().ConfigMaps(ns).Create(t.Context(), &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("tmp-%d", i)}}, metav1.CreateOptions{})
+				if err == nil && i > 10 {
+					err = kube.CoreV1().ConfigMaps(ns).Delete(t.Context(), fmt.Sprintf("tmp-%d", i-10), metav1.DeleteOptions{})
+				}
+			}
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			rvs = append(rvs, cm.ResourceVersion)
+		}
+	}()
+	for i := 1; i <= 10; i++ {
+		f.rewrite(rule(i), reloaded)
+		f.waitSynced()
+	}
+	close(stop)
+	rvs := <-writerDone
+	last := updateCM(t, ns, "hot", "last").ResourceVersion
+	updated := msg("UPDATED", "v1/configmaps", ns+"/hot")
+	f.waitFor(waitTime, "the last update", func(evs []event, _ []string) bool {
+		for _, e := range evs {
+			if e.Message == updated && e.ResourceVersion == last {
+				return true
+			}
+		}
+		return false
+	})
+	if n := f.countDiag(`"informer stopped"`); n < 10 {
+		t.Fatalf("only %d informers stopped: the reloads did not replace the watch", n)
+	}
+	assertCount(t, f, msg("ADDED", "v1/configmaps", ns+"/hot"), 1)
+	var got []int
+	for _, e := range f.snapshot() {
+		if e.Message == updated {
+			rv, _ := strconv.Atoi(e.ResourceVersion)
+			got = append(got, rv)
+		}
+	}
+	for i := 1; i < len(got); i++ {
+		if got[i] <= got[i-1] {
+			t.Fatalf("UPDATED resource versions not strictly increasing (duplicate or reordered) at %d: %v", i, got)
+		}
+	}
+	if len(got) < len(rvs)/2 {
+		t.Errorf("only %d UPDATED events for %d updates", len(got), len(rvs)+1)
+	}
+	// Every tmp object: one ADDED, and a DELETED for those deleted.
+	created := map[string]int{}
+	deleted := map[string]int{}
+	for _, e := range f.snapshot() {
+		if strings.HasPrefix(e.Name, "tmp-") {
+			switch e.Type {
+			case "ADDED":
+				created[e.Name]++
+			case "DELETED":
+				deleted[e.Name]++
+			}
+		}
+	}
+	for i := 10; i <= len(rvs); i += 10 {
+		name := fmt.Sprintf("tmp-%d", i)
+		if created[name] != 1 {
+			t.Errorf("%s: %d ADDED events, want 1", name, created[name])
+		}
+		if i+10 <= len(rvs) && deleted[name] != 1 {
+			t.Errorf("%s: %d DELETED events, want 1", name, deleted[name])
+		}
+	}
+}
