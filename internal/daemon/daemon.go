@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -53,10 +54,16 @@ type Options struct {
 // unreachable API server at start is an error returned before anything runs;
 // a bad config later is refused and the running rules stay.
 func Run(ctx context.Context, opts Options) error {
-	cfg, err := config.Load(opts.ConfigPath)
+	data, err := os.ReadFile(opts.ConfigPath)
+	if err != nil {
+		return fmt.Errorf("read config: %w", err)
+	}
+	cfg, err := config.Parse(data, opts.ConfigPath)
 	if err != nil {
 		return err
 	}
+	// What the watcher compares later edits with: the bytes loaded here.
+	loaded := fingerprint(data, cfg)
 	json := opts.LogFormat == "json"
 	if opts.LogFormat != "" && opts.LogFormat != "text" && !json {
 		return fmt.Errorf("--log-format: unknown format %q (text or json)", opts.LogFormat)
@@ -121,10 +128,11 @@ func Run(ctx context.Context, opts Options) error {
 	defer d.disarmShutdown()
 
 	d.log.Info("starting", "config", opts.ConfigPath, "rules", len(set.Rules))
-	d.current = set
-	eng.Apply(ctx, set)
+	d.current, d.attempted = set, cfg
+	res := eng.Apply(ctx, set)
+	d.log.Info("watching", "informers", len(res.Started), "pending", res.Pending)
 
-	watchDone, err := d.watchConfig(ctx)
+	watchDone, err := d.watchConfig(ctx, loaded)
 	if err != nil {
 		return err
 	}
@@ -160,12 +168,16 @@ type daemon struct {
 	// Reloads counts config reloads by outcome.
 	Reloads struct{ OK, Refused atomic.Uint64 }
 
-	mu       sync.Mutex // guards the fields below (reloads are serialized)
-	current  *rules.Set
-	celc     *celpred.Compiler
-	celLimit config.CELLimits
-	timer    *time.Timer
-	shutdown time.Duration
+	mu      sync.Mutex // guards the fields below (reloads are serialized)
+	current *rules.Set
+	// attempted is the config of the last load, applied or refused: the
+	// plugin files it names are watched, so that fixing a missing one
+	// reloads.
+	attempted *config.Config
+	celc      *celpred.Compiler
+	celLimit  config.CELLimits
+	timer     *time.Timer
+	shutdown  time.Duration
 }
 
 // compile turns a parsed config into a rule set: regexes, selectors and

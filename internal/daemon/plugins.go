@@ -117,13 +117,50 @@ func (s pluginSet) changedFrom(prev pluginSet) []string {
 	return names
 }
 
+// retireAfter is how long a plugin replaced by a reload keeps serving the
+// events that were matched under the rules it belonged to, before it is
+// closed. It exceeds any sane plugin timeout times the retries of an event.
+const retireAfter = time.Minute
+
 // router is the engine's Handler: it hands a matched event to the named
 // plugin of the live plugin set and writes the records the plugin emits.
 type router struct {
-	live   atomic.Pointer[pluginSet]
-	events hclog.Logger
-	diag   hclog.Logger
-	json   bool
+	live     atomic.Pointer[pluginSet]
+	retiring atomic.Pointer[pluginSet] // replaced by the last reload, closed after retireAfter
+	events   hclog.Logger
+	diag     hclog.Logger
+	json     bool
+}
+
+// swap makes next the live plugin set. The plugins it drops keep serving
+// events matched under the old rules (still queued or in flight) for
+// retireAfter, then are closed.
+func (r *router) swap(next pluginSet) {
+	prev := r.live.Swap(&next)
+	if prev == nil {
+		return
+	}
+	old := pluginSet{}
+	for name, lp := range *prev {
+		if next[name] != lp {
+			old[name] = lp
+		}
+	}
+	r.retiring.Store(&old)
+	time.AfterFunc(retireAfter, func() {
+		r.retiring.CompareAndSwap(&old, nil)
+		old.closeUnshared(context.Background(), nil)
+	})
+}
+
+// lookup finds a plugin by name in the live set, else among the retiring.
+func (r *router) lookup(name string) *loadedPlugin {
+	for _, set := range []*pluginSet{r.live.Load(), r.retiring.Load()} {
+		if set != nil && (*set)[name] != nil {
+			return (*set)[name]
+		}
+	}
+	return nil
 }
 
 // Handle implements engine.Handler. A plugin's own error (KindError) goes
@@ -131,11 +168,7 @@ type router struct {
 // overflow is logged with its kind and counted by the plugin, and the event
 // goes on: retrying would fail the same way.
 func (r *router) Handle(ctx context.Context, m *engine.Matched, name string) error {
-	set := r.live.Load()
-	var lp *loadedPlugin
-	if set != nil {
-		lp = (*set)[name]
-	}
+	lp := r.lookup(name)
 	if lp == nil {
 		return fmt.Errorf("plugin %q is not loaded", name)
 	}

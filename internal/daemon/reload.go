@@ -30,27 +30,27 @@ const debounce = 25 * time.Millisecond
 // ctx is done: fsnotify on the folders that hold them (editors replace files
 // by rename; a ConfigMap volume swaps a ..data symlink; both show up as
 // events in the folder), and SIGHUP. A burst of events is one reload, and
-// only when the content of the config or of a plugin file changed. The
-// returned channel closes when the watcher has stopped.
-func (d *daemon) watchConfig(ctx context.Context) (<-chan struct{}, error) {
+// only when the content of the config or of a plugin file differs from
+// last, the fingerprint of what was last loaded. The returned channel closes
+// when the watcher has stopped.
+func (d *daemon) watchConfig(ctx context.Context, last []byte) (<-chan struct{}, error) {
 	w, err := fsnotify.NewWatcher()
 	if err != nil {
 		return nil, fmt.Errorf("watch config: %w", err)
 	}
-	if err := d.watchFolders(w); err != nil {
+	if err := w.Add(filepath.Dir(d.opts.ConfigPath)); err != nil {
 		w.Close()
-		return nil, err
+		return nil, fmt.Errorf("watch config folder: %w", err)
 	}
+	d.watchPluginFolders(w)
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
-	last, _ := d.fingerprint()
 	done := make(chan struct{})
+	quiet := time.NewTimer(0) // a first check catches edits made while starting
 	go func() {
 		defer close(done)
 		defer w.Close()
 		defer signal.Stop(hup)
-		quiet := time.NewTimer(time.Hour)
-		quiet.Stop()
 		for {
 			select {
 			case <-ctx.Done():
@@ -60,75 +60,81 @@ func (d *daemon) watchConfig(ctx context.Context) (<-chan struct{}, error) {
 			case <-w.Events:
 				quiet.Reset(debounce)
 			case <-quiet.C:
-				sum, err := d.fingerprint()
-				if errors.Is(err, fs.ErrNotExist) && sum == nil {
+				data, err := os.ReadFile(d.opts.ConfigPath)
+				if errors.Is(err, fs.ErrNotExist) {
 					if last != nil {
 						d.log.Warn("config file is gone; keeping the running rules until it is back", "config", d.opts.ConfigPath)
 					}
 					last = nil
 					continue
 				}
+				d.mu.Lock()
+				sum := fingerprint(data, d.attempted)
+				d.mu.Unlock()
 				if bytes.Equal(sum, last) {
 					continue // an event in a folder that changed none of the files
 				}
-				last = sum
-				d.reload(ctx, "file changed")
-				if err := d.watchFolders(w); err != nil {
-					d.log.Warn("cannot watch a plugin folder", "error", err)
-				}
+				last = d.reload(ctx, "file changed")
+				d.watchPluginFolders(w)
 			case <-hup:
-				d.reload(ctx, "SIGHUP")
+				last = d.reload(ctx, "SIGHUP")
 			}
 		}
 	}()
 	return done, nil
 }
 
-// watchFolders adds the config's folder and the running plugins' folders to
-// w (adding one twice is harmless).
-func (d *daemon) watchFolders(w *fsnotify.Watcher) error {
-	dirs := []string{filepath.Dir(d.opts.ConfigPath)}
-	for _, lp := range *d.router.live.Load() {
-		dirs = append(dirs, filepath.Dir(lp.spec.Path))
-	}
-	for _, dir := range dirs {
+// watchPluginFolders adds the folders of the plugin files the last loaded
+// config names to w (adding one twice is harmless).
+func (d *daemon) watchPluginFolders(w *fsnotify.Watcher) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, p := range d.attempted.Plugins {
+		dir := filepath.Dir(pluginPath(d.attempted, p))
 		if err := w.Add(dir); err != nil {
-			return fmt.Errorf("watch folder %s: %w", dir, err)
+			d.log.Warn("cannot watch a plugin folder; changes to its plugins need a SIGHUP", "folder", dir, "error", err)
 		}
 	}
-	return nil
 }
 
-// fingerprint hashes the config file and the running plugins' files. It is
-// nil with fs.ErrNotExist when the config file is missing; a missing plugin
-// file only changes the hash (the reload then reports it).
-func (d *daemon) fingerprint() ([]byte, error) {
-	data, err := os.ReadFile(d.opts.ConfigPath)
-	if err != nil {
-		return nil, err
-	}
+// fingerprint hashes config bytes and the plugin files cfg names (a missing
+// file hashes as missing), so that a change to any of them is seen.
+func fingerprint(data []byte, cfg *config.Config) []byte {
 	h := sha256.New()
 	h.Write(data)
-	for _, lp := range *d.router.live.Load() {
-		if wasm, err := os.ReadFile(lp.spec.Path); err == nil {
-			h.Write(wasm)
+	if cfg != nil {
+		for _, p := range cfg.Plugins {
+			wasm, err := os.ReadFile(pluginPath(cfg, p))
+			if err != nil {
+				wasm = []byte("missing")
+			}
+			sum := sha256.Sum256(wasm)
+			h.Write(sum[:])
 		}
 	}
-	return h.Sum(nil), nil
+	return h.Sum(nil)
 }
 
 // reload reads, parses, validates and compiles the config and its plugins,
 // and only then swaps the live rule and plugin sets. On any error the
-// running ones stay and the error is logged with its place.
-func (d *daemon) reload(ctx context.Context, reason string) {
+// running ones stay and the error is logged with its place. It returns the
+// fingerprint of what it read, applied or refused.
+func (d *daemon) reload(ctx context.Context, reason string) []byte {
 	start := time.Now()
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	data, err := os.ReadFile(d.opts.ConfigPath)
+	if err != nil {
+		d.Reloads.Refused.Add(1)
+		d.log.Error("config reload refused; the running rules stay", "reason", reason, "error", err.Error())
+		return nil
+	}
 	running := *d.router.live.Load()
-	cfg, err := config.Load(d.opts.ConfigPath)
+	cfg, err := config.Parse(data, d.opts.ConfigPath)
 	var set *rules.Set
 	var plugins pluginSet
 	if err == nil {
+		d.attempted = cfg
 		set, err = d.compile(cfg)
 	}
 	if err == nil {
@@ -137,14 +143,13 @@ func (d *daemon) reload(ctx context.Context, reason string) {
 	if err != nil {
 		d.Reloads.Refused.Add(1)
 		d.log.Error("config reload refused; the running rules stay", "reason", reason, "error", err.Error(), "took", time.Since(start))
-		return
+		return fingerprint(data, d.attempted)
 	}
 	added, removed, changed := diffRules(d.current.Rules, set.Rules)
 	d.restartNeeded(d.initial, cfg)
-	d.router.live.Store(&plugins)
+	d.router.swap(plugins)
 	res := d.eng.Apply(ctx, set)
 	d.current = set
-	running.closeUnshared(ctx, plugins)
 	if lvl, err := logging.ParseLevel(firstNonEmpty(d.opts.LogLevel, cfg.LogLevel)); err == nil {
 		d.logs.SetLevel(lvl)
 	}
@@ -153,6 +158,7 @@ func (d *daemon) reload(ctx context.Context, reason string) {
 	d.log.Info("config reloaded", "reason", reason, "added", added, "removed", removed, "changed", changed,
 		"plugins_reloaded", plugins.changedFrom(running), "informers_started", res.Started,
 		"informers_stopped", res.Stopped, "pending", res.Pending, "took", time.Since(start))
+	return fingerprint(data, cfg)
 }
 
 // diffRules names the entries added, removed and changed between two rule

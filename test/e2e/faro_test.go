@@ -181,16 +181,32 @@ func (f *faro) waitEvent(msg string, timeout time.Duration) {
 }
 
 // waitSynced waits until every informer Faro started has synced, so that
-// objects created from now on are not part of the initial list.
+// objects created from now on are not part of the initial list: the daemon
+// says how many it started ("watching", then one "config reloaded" per
+// reload with the ones it added), and each logs "informer synced".
 func (f *faro) waitSynced() {
 	f.t.Helper()
 	f.waitFor(60*time.Second, "informers synced", func(_ []event, diag []string) bool {
-		started, synced := 0, 0
+		want, synced, ready := 0, 0, false
 		for _, l := range diag {
-			started += strings.Count(l, `"informer started"`)
-			synced += strings.Count(l, `"informer synced"`)
+			var line struct {
+				Message   string   `json:"@message"`
+				Informers int      `json:"informers"`
+				Started   []string `json:"informers_started"`
+			}
+			if json.Unmarshal([]byte(l), &line) != nil {
+				continue
+			}
+			switch line.Message {
+			case "watching":
+				want, ready = want+line.Informers, true
+			case "config reloaded":
+				want += len(line.Started)
+			case "informer synced":
+				synced++
+			}
 		}
-		return started > 0 && synced >= started
+		return ready && synced >= want
 	})
 }
 

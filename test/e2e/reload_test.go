@@ -366,6 +366,22 @@ func TestReloadPluginReplaced(t *testing.T) {
 	if v := versionOf(ns + "/second"); v != "2" {
 		t.Fatalf("event after the swap handled by version %q, want 2", v)
 	}
+
+	// A config naming a plugin file that does not exist yet is refused;
+	// creating the file is enough for the next reload.
+	later := filepath.Join(dir, "plugins", "later.wasm")
+	f.rewrite(fmt.Sprintf("plugins:\n  - name: swap\n    path: %s\nresources:\n  - gvr: v1/configmaps\n    namespace_patterns: [%q]\n    plugins: [swap]\n", later, ns), refused)
+	if n := f.countDiag(refused, "plugins[0].path: cannot read plugin"); n != 1 {
+		t.Errorf("refusal does not name the missing plugin file")
+	}
+	before = f.countDiag(reloaded)
+	copyFile(t, filepath.Join(dir, "version1.wasm"), later)
+	f.waitReloads(reloaded, before+1)
+	createCM(t, ns, "third", nil)
+	f.waitFor(waitTime, "a record for third", func([]event, []string) bool { return len(recordsOf(f.raw, "swap")) > 2 })
+	if v := versionOf(ns + "/third"); v != "1" {
+		t.Fatalf("event after the fix handled by version %q, want 1", v)
+	}
 }
 
 func copyFile(t *testing.T, from, to string) {
