@@ -11,8 +11,9 @@ func NewUninterruptible(ctx context.Context, opts Options) (*Host, error) {
 // StartInstance starts and closes one instance of p, for benchmarks.
 func StartInstance(ctx context.Context, p *Plugin) error {
 	inst, err := p.newInstance(ctx)
-	if err == nil {
-		inst.close()
+	if err != nil {
+		return err
 	}
-	return err
+	inst.close()
+	return nil
 }

@@ -34,12 +34,16 @@ type instance struct {
 	// done is the running call's ctx.Done(), which lets a guest's sleep end
 	// when the call is stopped.
 	done <-chan struct{}
+	// stale is set when a call returned after its deadline: wazero may then
+	// close the module even though the call succeeded, so it is not reused.
+	stale bool
 }
 
 // initTimeout bounds _initialize, which for a Go guest starts its runtime.
 const initTimeout = 10 * time.Second
 
-func (p *Plugin) newInstance(ctx context.Context) (*instance, error) {
+// newInstance instantiates the module, which runs _initialize.
+func (p *Plugin) newInstance(ctx context.Context) (*instance, *Error) {
 	inst := &instance{p: p, mem: &linearMemory{limit: p.spec.MemoryLimit}}
 	inst.stdout.max, inst.stderr.max = maxCaptured, maxCaptured
 	inst.cs.p = p
@@ -53,15 +57,16 @@ func (p *Plugin) newInstance(ctx context.Context) (*instance, error) {
 		WithNanosleep(inst.sleep).
 		WithOsyield(runtime.Gosched).
 		WithRandSource(rand.Reader)
-	ctx, cancel := context.WithTimeout(ctx, max(initTimeout, p.spec.Timeout))
+	timeout := max(initTimeout, p.spec.Timeout)
+	ictx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	inst.done = ctx.Done()
-	ictx := experimental.WithMemoryAllocator(withCall(ctx, &inst.cs), inst.mem)
-	mod, err := p.host.rt.InstantiateModule(ictx, p.compiled, cfg)
+	inst.done = ictx.Done()
+	mod, err := p.host.rt.InstantiateModule(
+		experimental.WithMemoryAllocator(withCall(ictx, &inst.cs), inst.mem), p.compiled, cfg)
 	inst.done = nil
 	inst.flush()
 	if err != nil {
-		return nil, &Error{Plugin: p.spec.Name, Kind: inst.classify(ctx, ctx, err).Kind, Err: err}
+		return nil, inst.classify(ictx, ctx, timeout, err)
 	}
 	p.instances.Add(1)
 	inst.mod = mod
@@ -95,11 +100,12 @@ func (inst *instance) call(ctx context.Context, ev *Event) (Result, *Error) {
 	inst.stack[0] = uint64(len(cs.input))
 	err := inst.handle.CallWithStack(withCall(cctx, cs), inst.stack[:])
 	inst.done = nil
+	inst.stale = cctx.Err() != nil
 	inst.flush()
 	records, failure := cs.end()
 	switch {
 	case err != nil:
-		return Result{}, inst.classify(cctx, ctx, err)
+		return Result{}, inst.classify(cctx, ctx, p.spec.Timeout, err)
 	case failure != nil:
 		return Result{}, &Error{Plugin: p.spec.Name, Kind: KindOutput, Err: failure}
 	}
@@ -107,7 +113,11 @@ func (inst *instance) call(ctx context.Context, ev *Event) (Result, *Error) {
 	case abi.StatusOK:
 		return Result{Records: records}, nil
 	case abi.StatusError:
-		return Result{}, &Error{Plugin: p.spec.Name, Kind: KindError, Err: errors.New(cs.errMsg)}
+		msg := cs.errMsg
+		if msg == "" {
+			msg = "handler failed without a message"
+		}
+		return Result{}, &Error{Plugin: p.spec.Name, Kind: KindError, Err: errors.New(msg)}
 	default:
 		return Result{}, &Error{Plugin: p.spec.Name, Kind: KindOutput, Err: fmt.Errorf("handler returned unknown status %d", status)}
 	}
@@ -116,7 +126,7 @@ func (inst *instance) call(ctx context.Context, ev *Event) (Result, *Error) {
 // classify turns an error from wazero into an *Error: the memory allocator
 // knows whether a grow was refused, the exit code whether the call was
 // stopped by its context, and stderr usually says why a guest crashed.
-func (inst *instance) classify(callCtx, parent context.Context, err error) *Error {
+func (inst *instance) classify(callCtx, parent context.Context, timeout time.Duration, err error) *Error {
 	p := inst.p
 	e := &Error{Plugin: p.spec.Name, Kind: KindTrap, Err: err}
 	var exit *sys.ExitError
@@ -125,7 +135,7 @@ func (inst *instance) classify(callCtx, parent context.Context, err error) *Erro
 	case parent.Err() != nil:
 		e.Kind, e.Err = KindCanceled, parent.Err()
 	case isExit && exit.ExitCode() == sys.ExitCodeDeadlineExceeded && callCtx.Err() != nil:
-		e.Kind, e.Err = KindTimeout, fmt.Errorf("stopped after %s", p.spec.Timeout)
+		e.Kind, e.Err = KindTimeout, fmt.Errorf("stopped after %s", timeout)
 	case inst.mem.refused:
 		e.Kind, e.Err = KindOOM, fmt.Errorf("memory limit of %d bytes reached%s", p.spec.MemoryLimit, inst.stderr.summary())
 	case isExit:

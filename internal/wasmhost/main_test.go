@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 
@@ -55,11 +56,16 @@ func run(m *testing.M) int {
 }
 
 // load loads spec into the shared host, the test guest unless spec.Path
-// says otherwise, named after the test unless spec.Name does.
+// says otherwise, named after the test unless spec.Name does. The timeout
+// defaults to 10s: tests of timeouts set theirs, the others must not fail
+// because -race on a busy machine is slow.
 func load(t testing.TB, spec wasmhost.PluginSpec) *wasmhost.Plugin {
 	t.Helper()
 	if spec.Path == "" {
 		spec.Path = guestWasm
+	}
+	if spec.Timeout == 0 {
+		spec.Timeout = 10 * time.Second
 	}
 	if spec.Name == "" {
 		spec.Name = strings.NewReplacer("/", "-", " ", "_").Replace(t.Name())

@@ -8,6 +8,7 @@ import (
 	"math"
 	"net"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -142,6 +143,7 @@ func normalize(spec *PluginSpec) error {
 	} else if !json.Valid(spec.Config) {
 		return errors.New("config is not valid JSON")
 	}
+	spec.Config, spec.AllowedHosts = slices.Clone(spec.Config), slices.Clone(spec.AllowedHosts)
 	for _, a := range spec.AllowedHosts {
 		if a == "" || strings.ContainsAny(a, "/@?# ") {
 			return fmt.Errorf("allowed host %q is not host or host:port", a)
@@ -165,11 +167,13 @@ func (p *Plugin) validate(ctx context.Context) (*instance, error) {
 	if mem := p.compiled.ExportedMemories()[abi.ExportMemory]; uint64(mem.Min())<<16 > p.spec.MemoryLimit {
 		return nil, fmt.Errorf("module needs %d bytes of memory to start, over its limit of %d", uint64(mem.Min())<<16, p.spec.MemoryLimit)
 	}
-	inst, err := p.newInstance(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("start: %w", err)
+	inst, e := p.newInstance(ctx)
+	if e != nil {
+		return nil, fmt.Errorf("start: %w", e)
 	}
-	res, err := inst.mod.ExportedFunction(abi.ExportVersion).Call(ctx)
+	vctx, cancel := context.WithTimeout(ctx, p.spec.Timeout)
+	defer cancel()
+	res, err := inst.mod.ExportedFunction(abi.ExportVersion).Call(vctx)
 	if err == nil && int32(res[0]) != abi.Version {
 		err = fmt.Errorf("module speaks ABI version %d, this host speaks %d", int32(res[0]), abi.Version)
 	}
@@ -247,7 +251,8 @@ func signature(params, results []api.ValueType) string {
 	return names(params) + " -> " + names(results)
 }
 
-// Event is one matched event, as the engine hands it to plugins.
+// Event is one matched event, as the engine hands it to plugins. Handle
+// only reads it, and it must not change while a Handle is running.
 type Event struct {
 	Type, GVR, Namespace, Name, UID, ResourceVersion, Rule string
 	Initial                                                bool
@@ -261,8 +266,9 @@ type Result struct {
 
 // Handle runs ev through the plugin on an idle instance, waiting for one if
 // all PoolSize are busy. A failure is an *Error; only KindError is worth
-// retrying. Whatever the plugin does, Handle returns within the plugin's
-// timeout once it has an instance.
+// retrying. Whatever the plugin does, the call returns within the plugin's
+// timeout of starting, plus, when the slot it got has no live instance, the
+// time to start one (about 10 ms for a Go plugin, at most 10 s).
 func (p *Plugin) Handle(ctx context.Context, ev *Event) (Result, error) {
 	var inst *instance
 	select {
@@ -290,33 +296,35 @@ func (p *Plugin) run(ctx context.Context, inst *instance, ev *Event) (Result, *i
 		return Result{}, inst, p.fail(KindCanceled, err)
 	}
 	if inst == nil {
-		var err error
-		if inst, err = p.newInstance(ctx); err != nil {
-			kind := KindTrap
-			var e *Error
-			if errors.As(err, &e) {
-				kind, err = e.Kind, e.Err
-			}
-			return Result{}, nil, p.fail(kind, fmt.Errorf("start instance: %w", err))
+		var e *Error
+		if inst, e = p.newInstance(ctx); e != nil {
+			return Result{}, nil, p.fail(e.Kind, fmt.Errorf("start instance: %w", e.Err))
 		}
 	}
 	p.calls.Add(1)
 	res, err := inst.call(ctx, ev)
 	if err != nil {
 		p.failures[err.Kind].Add(1)
-		if err.Kind != KindError && err.Kind != KindOutput {
-			inst.close()
-			inst = nil
-		}
-		return Result{}, inst, err
 	}
 	inst.calls++
-	if inst.calls >= p.spec.MaxCalls || uint64(inst.memory.Size()) > p.highWater {
+	switch {
+	case err != nil && err.Kind != KindError && err.Kind != KindOutput, inst.stale:
+		inst.close() // failed, or may be closed by wazero any moment
+	case inst.calls >= p.spec.MaxCalls || uint64(inst.memory.Size()) > p.highWater:
 		p.recycled.Add(1)
 		inst.close()
-		inst = nil
+	default:
+		return res, inst, asError(err)
 	}
-	return res, inst, nil
+	return res, nil, asError(err)
+}
+
+// asError keeps a nil *Error from becoming a non-nil error.
+func asError(e *Error) error {
+	if e == nil {
+		return nil
+	}
+	return e
 }
 
 func (p *Plugin) fail(kind Kind, err error) *Error {

@@ -39,7 +39,7 @@ const (
 	Deleted = "DELETED"
 )
 
-// Errors returned by Emit and HTTPPost.
+// Errors returned by Emit, HTTPPost and Value.Decode.
 var (
 	ErrInvalid     = errors.New("sdk: rejected by the host as invalid")
 	ErrOutputLimit = errors.New("sdk: per-event output limit reached")
@@ -244,7 +244,7 @@ func HTTPPost(url string, body []byte) (status int, resp []byte, err error) {
 	case code == abi.ErrLimit:
 		err = ErrBodyTooBig
 	case code == abi.ErrInvalid:
-		err = fmt.Errorf("%w: url %q", ErrInvalid, url)
+		err = fmt.Errorf("%w: not a plain http(s) URL", ErrInvalid)
 	default:
 		err = ErrHTTPFailed
 	}

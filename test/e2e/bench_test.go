@@ -51,7 +51,7 @@ func BenchmarkThroughput(b *testing.B) {
 			b.StopTimer()
 			ns := createNamespace(b, "bench-faro")
 			f := startFaro(b, fmt.Sprintf("resources:\n  - gvr: v1/configmaps\n    namespace_patterns: [%q]\n", ns),
-				func(o *daemon.Options) { o.LogLevel = "info" })
+				func(o *daemon.Options) { o.LogLevel, o.Workers = "info", 4 })
 			b.StartTimer()
 			createMany(b, ns, benchObjects)
 			f.waitFor(2*time.Minute, "all events", func(evs []event, _ []string) bool { return len(evs) >= benchObjects })

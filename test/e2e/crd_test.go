@@ -141,8 +141,15 @@ resources:
 	if !f.running() {
 		t.Fatal("faro exited after the CRD was deleted")
 	}
-	// The daemon still reports other resources.
+	// The daemon still reports other resources, and the stopped watch does
+	// not keep retrying the deleted resource.
 	f.settle(func() { createCM(t, ns, "after-crd", nil) }, msg("ADDED", "v1/configmaps", ns+"/after-crd"))
+	notFound := f.countDiag("resource not found; rediscovering")
+	f.settle(func() { createCM(t, ns, "after-crd-2", nil) }, msg("ADDED", "v1/configmaps", ns+"/after-crd-2"))
+	f.settle(func() { createCM(t, ns, "after-crd-3", nil) }, msg("ADDED", "v1/configmaps", ns+"/after-crd-3"))
+	if n := f.countDiag("resource not found; rediscovering"); n != notFound {
+		t.Errorf("the deleted resource is still being watched: %d more not-found errors", n-notFound)
+	}
 	assertNone(t, f, msg("ADDED", gvrText, ns+"/other"))
 	for _, e := range f.snapshot() {
 		if e.GVR == gvrText && e.Name == "ns-w1" && e.Rule != fmt.Sprintf("namespaces[0].resources[%q]", gvrText) {

@@ -61,6 +61,11 @@ func startFaro(t testing.TB, cfg string, extra ...func(*daemon.Options)) *faro {
 	go f.collect(outR, true)
 	go f.collect(errR, false)
 	opts := daemon.Options{
+		// One worker takes objects in the order their events arrived, so
+		// that once a marker object's event is logged, the events before it
+		// have been decided (see settle). Concurrency is covered by the
+		// engine's unit tests and the throughput benchmark.
+		Workers:    1,
 		ConfigPath: path,
 		RestConfig: cluster.Config,
 		LogFormat:  "json",
@@ -242,7 +247,8 @@ func countMsg(evs []event, msg string) int {
 
 // settle gives Faro time to report anything it would wrongly report, by
 // waiting for a marker event that is created after the operations under
-// test and must be reported through the same watch.
+// test and must be reported through the same watch: with one worker, events
+// of one informer are processed in arrival order.
 func (f *faro) settle(marker func(), msg string) {
 	f.t.Helper()
 	marker()

@@ -116,7 +116,12 @@ func TestReloadRemoveEntry(t *testing.T) {
 
 	f.rewrite(cms, reloaded)
 	f.waitFor(waitTime, "secrets informer stopped", func(_ []event, diag []string) bool {
-		return f.countDiagLocked(`"informer stopped","@module":"faro"`) > 0 && strings.Contains(strings.Join(diag, "\n"), `"watch":"v1/secrets in `+ns+`"`)
+		for _, l := range diag {
+			if strings.Contains(l, `"informer stopped"`) && strings.Contains(l, `"watch":"v1/secrets in `+ns+`"`) {
+				return true
+			}
+		}
+		return false
 	})
 	if n := f.countDiag(reloaded, `"removed":["resources[1]"]`, `"informers_stopped":["v1/secrets in `+ns+`"]`); n != 1 {
 		t.Errorf("reload line does not report the removed entry and stopped informer")

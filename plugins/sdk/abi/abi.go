@@ -14,7 +14,7 @@ import (
 )
 
 // Version is the ABI version this host and SDK speak. A guest reports the
-// version it was built against from its VersionExport; the host refuses to
+// version it was built against from its ExportVersion function; the host refuses to
 // load a module that reports anything else.
 const Version = 1
 
@@ -173,7 +173,7 @@ func Lookup(root any, pointer string) (any, bool) {
 			cur = v
 		case []any:
 			i, err := strconv.Atoi(seg)
-			if err != nil || i < 0 || i >= len(c) || (len(seg) > 1 && seg[0] == '0') {
+			if err != nil || seg[0] < '0' || seg[0] > '9' || i >= len(c) || (len(seg) > 1 && seg[0] == '0') {
 				return nil, false
 			}
 			cur = c[i]

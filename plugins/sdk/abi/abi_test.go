@@ -19,6 +19,7 @@ func TestPointerLookup(t *testing.T) {
 		{[]string{""}, "/", `"empty key"`},
 		{[]string{"a", "b/c", "d~e", "2"}, "/a/b~1c/d~0e/2", ""},
 		{[]string{"a", "b/c", "d~e", "-1"}, "/a/b~1c/d~0e/-1", ""},
+		{[]string{"a", "b/c", "d~e", "+1"}, "/a/b~1c/d~0e/+1", ""},
 		{[]string{"a", "x"}, "/a/x", ""},
 		{[]string{"a", "b/c", "d~e", "0", "x"}, "/a/b~1c/d~0e/0/x", ""},
 	}

@@ -28,6 +28,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 
@@ -88,9 +89,14 @@ func CacheDir() string {
 }
 
 // Load starts a host with a pool of two instances, logging to the test log,
-// and loads spec into it; both are closed when the test ends.
+// and loads spec into it; both are closed when the test ends. A zero
+// spec.Timeout becomes 10s rather than Faro's 1s, so that slow -race runs do
+// not fail tests that are not about timeouts.
 func Load(tb testing.TB, spec wasmhost.PluginSpec) *wasmhost.Plugin {
 	tb.Helper()
+	if spec.Timeout == 0 {
+		spec.Timeout = 10 * time.Second
+	}
 	ctx := context.Background()
 	h, err := wasmhost.New(ctx, wasmhost.Options{
 		CacheDir: CacheDir(),
