@@ -38,7 +38,7 @@ test-e2e: testenv
 	$(GO) test -race -count=1 -timeout 20m ./test/e2e/...
 
 ## demo: run Faro against an embedded local test cluster and drive some objects through it
-demo: testenv build
+demo: testenv build plugins
 	$(GO) run ./internal/demo
 
 fmt:

@@ -196,7 +196,7 @@ func (r *router) Handle(ctx context.Context, m *engine.Matched, name string) err
 			r.events.Info(msg, "plugin", name, "event_type", ev.Type, "gvr", ev.GVR, "namespace", ev.Namespace,
 				"name", ev.Name, "rule", ev.Rule, "record", rec)
 		} else {
-			r.events.Info(msg, "rule", ev.Rule, "record", string(rec))
+			r.events.Info(msg+" "+string(rec), "rule", ev.Rule)
 		}
 	}
 	return nil
