@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -51,6 +52,23 @@ func discover(d discovery.DiscoveryInterface) (*resourceIndex, error) {
 		}
 	}
 	return idx, err
+}
+
+// keepFailedGroups copies into idx what prev knew of the group versions
+// whose discovery failed (err is a *discovery.ErrGroupDiscoveryFailed).
+func (idx *resourceIndex) keepFailedGroups(prev *resourceIndex, err error) {
+	var failed *discovery.ErrGroupDiscoveryFailed
+	if prev == nil || !errors.As(err, &failed) {
+		return
+	}
+	for gvr, r := range prev.byGVR {
+		if _, ok := failed.Groups[gvr.GroupVersion()]; ok {
+			idx.byGVR[gvr] = r
+			if _, ok := idx.preferred[gvr.Group]; !ok {
+				idx.preferred[gvr.Group] = prev.preferred[gvr.Group]
+			}
+		}
+	}
 }
 
 // resolve finds the served resource a config reference names.

@@ -328,7 +328,12 @@ func (e *Engine) rediscover(ctx context.Context) {
 		return
 	}
 	if err != nil {
-		e.log.Debug("discovery incomplete", "error", err)
+		// One API group failing (an aggregated API down) must not stop the
+		// watches of its resources: keep what the last discovery knew of it.
+		e.log.Warn("discovery incomplete; keeping the last known resources of the failed groups", "error", err)
+		e.mu.Lock()
+		idx.keepFailedGroups(e.index, err)
+		e.mu.Unlock()
 	}
 	e.setIndex(idx)
 	e.reconcile(ctx)

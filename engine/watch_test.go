@@ -1,11 +1,13 @@
 package engine
 
 import (
+	"errors"
 	"slices"
 	"strings"
 	"testing"
 
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/discovery"
 
 	"github.com/faro-dev/faro/config"
 	"github.com/faro-dev/faro/rules"
@@ -120,5 +122,26 @@ func TestResolve(t *testing.T) {
 		if err != nil || gvrString(got.GVR) != tt.want {
 			t.Errorf("resolve(%s) = %s, %v; want %s", tt.in, gvrString(got.GVR), err, tt.want)
 		}
+	}
+}
+
+func TestKeepFailedGroups(t *testing.T) {
+	widgets := schema.GroupVersionResource{Group: "example.com", Version: "v1", Resource: "widgets"}
+	cms := schema.GroupVersionResource{Version: "v1", Resource: "configmaps"}
+	prev := &resourceIndex{
+		byGVR:     map[schema.GroupVersionResource]apiResource{widgets: {GVR: widgets}, cms: {GVR: cms}},
+		preferred: map[string]string{"": "v1", "example.com": "v1"},
+	}
+	idx := &resourceIndex{byGVR: map[schema.GroupVersionResource]apiResource{cms: {GVR: cms}}, preferred: map[string]string{"": "v1"}}
+	idx.keepFailedGroups(prev, &discovery.ErrGroupDiscoveryFailed{Groups: map[schema.GroupVersion]error{widgets.GroupVersion(): errors.New("503")}})
+	ref, _ := config.ParseResourceRef("widgets.example.com")
+	if r, err := idx.resolve(ref); err != nil || r.GVR != widgets {
+		t.Errorf("failed group's resource not kept: %v %v", r, err)
+	}
+	// A group that is simply gone (no failure) is not resurrected.
+	idx2 := &resourceIndex{byGVR: map[schema.GroupVersionResource]apiResource{cms: {GVR: cms}}, preferred: map[string]string{"": "v1"}}
+	idx2.keepFailedGroups(prev, nil)
+	if _, err := idx2.resolve(ref); err == nil {
+		t.Error("a removed group was kept")
 	}
 }
