@@ -3,12 +3,12 @@ package rules
 import (
 	"context"
 	"encoding/json"
+	"path/filepath"
 	"testing"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/faro-dev/faro/config"
-	"github.com/faro-dev/faro/internal/celpred"
 )
 
 func obj(t *testing.T, s string) *unstructured.Unstructured {
@@ -24,18 +24,7 @@ func obj(t *testing.T, s string) *unstructured.Unstructured {
 // README's examples) and checks each rule on objects it must and must not
 // select.
 func TestREADMECELExamples(t *testing.T) {
-	cfg, err := config.Load("../config/examples/cel-rules.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	celc, err := celpred.NewCompiler(celpred.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	set, err := Compile(cfg, Options{CEL: celc})
-	if err != nil {
-		t.Fatal(err)
-	}
+	set := loadSet(t, filepath.Join("..", "config", "examples", "cel-rules.yaml"))
 	tests := []struct {
 		rule     int
 		typ      config.EventType

@@ -15,9 +15,10 @@ import (
 	"github.com/faro-dev/faro/internal/celpred"
 )
 
-func loadSet(tb testing.TB, file string) *Set {
+// loadSet compiles the config file at path (CEL with dynamic types).
+func loadSet(tb testing.TB, path string) *Set {
 	tb.Helper()
-	cfg, err := config.Load(filepath.Join("testdata", file))
+	cfg, err := config.Load(path)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -65,7 +66,7 @@ func matchIDs(t *testing.T, set *Set, resource string, ev *Event) []string {
 }
 
 func TestMatches(t *testing.T) {
-	set := loadSet(t, "rules.yaml")
+	set := loadSet(t, filepath.Join("testdata", "rules.yaml"))
 	base := loadObject(t, "deployment.json")
 	with := func(f func(u *unstructured.Unstructured)) *unstructured.Unstructured {
 		u := base.DeepCopy()
@@ -116,7 +117,7 @@ func TestMatches(t *testing.T) {
 }
 
 func TestMatchesNamespaceObjectsByTheirName(t *testing.T) {
-	set := loadSet(t, "rules.yaml")
+	set := loadSet(t, filepath.Join("testdata", "rules.yaml"))
 	for name, want := range map[string]bool{"prod-1": true, "dev-1": false} {
 		ns := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "v1", "kind": "Namespace", "metadata": map[string]any{"name": name}}}
 		got := matchIDs(t, set, "v1/namespaces", &Event{Type: config.Added, Object: ns, IsNamespace: true})
@@ -127,7 +128,7 @@ func TestMatchesNamespaceObjectsByTheirName(t *testing.T) {
 }
 
 func TestCELEvaluationErrorIsNoMatch(t *testing.T) {
-	set := loadSet(t, "rules.yaml")
+	set := loadSet(t, filepath.Join("testdata", "rules.yaml"))
 	r := set.Rules[slices.IndexFunc(set.Rules, func(r *Rule) bool { return r.ID == "resources[7]" })]
 	ok, err := r.Matches(context.Background(), &Event{Type: config.Added, Object: loadObject(t, "deployment.json")})
 	if ok || err == nil || !strings.Contains(err.Error(), "resources[7]: CEL:") {
@@ -176,7 +177,7 @@ func errorsAs(err error, target *config.Errors) bool {
 // BenchmarkMatchPath measures the regex + label path over a realistic
 // object, with no CEL.
 func BenchmarkMatchPath(b *testing.B) {
-	set := loadSet(b, "rules.yaml")
+	set := loadSet(b, filepath.Join("testdata", "rules.yaml"))
 	ev := &Event{Type: config.Added, Object: loadObject(b, "deployment.json")}
 	r := set.Rules[0] // namespace regex + name regex + two-term selector
 	b.ReportAllocs()
