@@ -154,6 +154,7 @@ func (d *daemon) reload(ctx context.Context, reason string) []byte {
 		d.logs.SetLevel(lvl)
 	}
 	d.armShutdown(cfg)
+	d.log.Debug("running informers", "watches", d.eng.Watches())
 	d.Reloads.OK.Add(1)
 	d.log.Info("config reloaded", "reason", reason, "added", added, "removed", removed, "changed", changed,
 		"plugins_reloaded", plugins.changedFrom(running), "informers_started", res.Started,

@@ -64,6 +64,7 @@ func TestValidateBrokenFiles(t *testing.T) {
 		{"invalid/bad-regex.yaml", 1, []string{`bad-regex.yaml:3: resources[0].name_pattern: invalid regular expression "app-("`}},
 		{"invalid/bad-selector.yaml", 1, []string{`bad-selector.yaml:3: resources[0].label_selector: invalid label selector`}},
 		{"invalid/bad-event-type.yaml", 1, []string{`bad-event-type.yaml:3: resources[0].event_types[1]: unknown event type "MODIFIED"`}},
+		{"invalid/bad-plugin.yaml", 1, []string{`bad-plugin.yaml:3: plugins[0].path: plugin "broken"`}},
 		{"invalid/many-problems.yaml", 1, []string{"many-problems.yaml:1: log_level", "many-problems.yaml:4: resources[0].name_pattern", "many-problems.yaml:8: resources[2].plugins[0]"}},
 	}
 	for _, tt := range tests {

@@ -508,3 +508,24 @@ func TestReloadReplacedWatchUnderLoad(t *testing.T) {
 		}
 	}
 }
+
+// TestReloadSettings: log_level and auto_shutdown_sec apply on reload;
+// workers cannot change while running and the daemon says so.
+func TestReloadSettings(t *testing.T) {
+	t.Parallel()
+	ns := createNamespace(t, "reload-settings")
+	entry := fmt.Sprintf("resources:\n  - gvr: v1/configmaps\n    namespace_patterns: [%q]\n", ns)
+	f := startFaro(t, "log_level: info\n"+entry, func(o *daemon.Options) { o.LogLevel = "" })
+	f.rewrite("log_level: info\nworkers: 7\n"+entry, reloaded)
+	if n := f.countDiag("workers changed in the config; it applies after a restart"); n != 1 {
+		t.Errorf("no restart-needed warning for workers")
+	}
+	if n := f.countDiag(`"@level":"debug"`); n != 0 {
+		t.Errorf("%d debug lines at log_level info", n)
+	}
+	f.rewrite("log_level: debug\nworkers: 7\n"+entry, reloaded)
+	f.waitFor(waitTime, "a debug line", func([]event, []string) bool { return f.countDiagLocked(`"@level":"debug"`) > 0 })
+	f.rewrite("log_level: debug\nworkers: 7\nauto_shutdown_sec: 1\n"+entry, reloaded)
+	f.waitFor(waitTime, "auto-shutdown", func([]event, []string) bool { return f.countDiagLocked("auto-shutdown: time is up") > 0 })
+	f.waitFor(waitTime, "daemon exit", func([]event, []string) bool { return !f.running() })
+}
