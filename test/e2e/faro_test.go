@@ -191,7 +191,7 @@ func (f *faro) waitEvent(msg string, timeout time.Duration) {
 // reload with the ones it added), and each logs "informer synced".
 func (f *faro) waitSynced() {
 	f.t.Helper()
-	f.waitFor(60*time.Second, "informers synced", func(_ []event, diag []string) bool {
+	f.waitFor(2*time.Minute, "informers synced", func(_ []event, diag []string) bool {
 		want, synced, ready := 0, 0, false
 		for _, l := range diag {
 			var line struct {

@@ -38,13 +38,13 @@ import (
 
 // Build compiles the Go plugin package in dir to the wasm reactor out:
 //
-//	GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared -o out dir
+//	GOOS=wasip1 GOARCH=wasm go build -trimpath -buildmode=c-shared -o out dir
 func Build(ctx context.Context, dir, out string) error {
 	abs, err := filepath.Abs(out)
 	if err != nil {
 		return err
 	}
-	cmd := exec.CommandContext(ctx, "go", "build", "-buildmode=c-shared", "-o", abs, ".")
+	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-buildmode=c-shared", "-o", abs, ".")
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
 	if b, err := cmd.CombinedOutput(); err != nil {
