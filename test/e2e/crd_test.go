@@ -141,6 +141,11 @@ resources:
 	if !f.running() {
 		t.Fatal("faro exited after the CRD was deleted")
 	}
+	// Deleting a CRD deletes its custom resources first: those DELETED
+	// events are reported although the resource is gone by the time they
+	// are processed.
+	f.waitEvent(msg("DELETED", gvrText, ns+"/ns-w1"), waitTime)
+	f.waitEvent(msg("DELETED", gvrText, ns+"/res-w1"), waitTime)
 	// The daemon still reports other resources, and the stopped watch does
 	// not keep retrying the deleted resource.
 	f.settle(func() { createCM(t, ns, "after-crd", nil) }, msg("ADDED", "v1/configmaps", ns+"/after-crd"))
