@@ -67,17 +67,7 @@ func newHost(ctx context.Context, opts Options, interruptible bool) (*Host, erro
 	if opts.Logger == nil {
 		opts.Logger = hclog.NewNullLogger()
 	}
-	if opts.CacheDir == "" {
-		dir, err := os.UserCacheDir()
-		if err != nil {
-			return nil, fmt.Errorf("wasmhost: no cache directory: %w", err)
-		}
-		opts.CacheDir = filepath.Join(dir, "faro", "wasm")
-	}
-	cache, err := wazero.NewCompilationCacheWithDir(opts.CacheDir)
-	if err != nil {
-		return nil, fmt.Errorf("wasmhost: compilation cache %s: %w", opts.CacheDir, err)
-	}
+	cache := compilationCache(opts)
 	rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfig().
 		WithCompilationCache(cache).
 		WithCloseOnContextDone(interruptible))
@@ -91,6 +81,28 @@ func newHost(ctx context.Context, opts Options, interruptible bool) (*Host, erro
 		return nil, fmt.Errorf("wasmhost: host module: %w", err)
 	}
 	return h, nil
+}
+
+// compilationCache returns the on-disk compilation cache in opts.CacheDir
+// (default os.UserCacheDir()/faro/wasm). Where there is none to be had (no
+// home directory, a read-only file system, as in many containers) plugins
+// still load, compiled once per process in memory, and a warning says why.
+func compilationCache(opts Options) wazero.CompilationCache {
+	dir := opts.CacheDir
+	if dir == "" {
+		base, err := os.UserCacheDir()
+		if err != nil {
+			opts.Logger.Warn("no cache directory for compiled plugins; compiling in memory", "error", err)
+			return wazero.NewCompilationCache()
+		}
+		dir = filepath.Join(base, "faro", "wasm")
+	}
+	cache, err := wazero.NewCompilationCacheWithDir(dir)
+	if err != nil {
+		opts.Logger.Warn("cannot use the plugin compilation cache; compiling in memory", "dir", dir, "error", err)
+		return wazero.NewCompilationCache()
+	}
+	return cache
 }
 
 // Close closes every plugin (waiting for calls in flight until ctx ends),
