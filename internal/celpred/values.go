@@ -124,7 +124,7 @@ func (l *lazyMap) Iterator() traits.Iterator {
 	for k := range l.raw {
 		keys = append(keys, k)
 	}
-	return types.NewStringList(types.DefaultTypeAdapter, keys).(traits.Lister).Iterator()
+	return types.NewStringList(types.DefaultTypeAdapter, keys).Iterator()
 }
 
 // Fold implements traits.Foldable.

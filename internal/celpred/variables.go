@@ -67,7 +67,7 @@ type lazyVars struct {
 var (
 	_ traits.Mapper = (*lazyVars)(nil)
 
-	lazyVarsType = types.NewTypeValue(variablesTypeName, traits.IndexerType|traits.FieldTesterType|traits.IterableType)
+	lazyVarsType = types.NewObjectType(variablesTypeName, traits.IndexerType, traits.FieldTesterType, traits.IterableType)
 )
 
 func (m *lazyVars) get(i int) ref.Val {
@@ -122,7 +122,7 @@ func (m *lazyVars) Iterator() traits.Iterator {
 	for i, v := range m.p.vars {
 		names[i] = v.name
 	}
-	return types.NewStringList(types.DefaultTypeAdapter, names).(traits.Lister).Iterator()
+	return types.NewStringList(types.DefaultTypeAdapter, names).Iterator()
 }
 
 // ConvertToNative implements ref.Val; variables as a whole cannot leave CEL.
