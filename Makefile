@@ -45,8 +45,10 @@ demo: testenv build plugins
 fmt:
 	gofmt -w $$(git ls-files '*.go')
 
+## lint: gofmt, go vet and staticcheck (pinned, fetched through the Go module proxy)
 lint: vet
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
