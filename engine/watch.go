@@ -44,33 +44,18 @@ type watch struct {
 	key    watchKey
 	cancel context.CancelFunc
 	done   chan struct{}
+	stop   sync.Once
 
-	// delivered is what this watch's handler has queued, by uid: the last
-	// state of every object it reported and did not report deleted. A
-	// successor watch starts from it (see handover).
-	mu        sync.Mutex
-	delivered map[types.UID]*unstructured.Unstructured
-}
-
-func (w *watch) record(u *unstructured.Unstructured, deleted bool) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if deleted {
-		delete(w.delivered, u.GetUID())
-	} else {
-		w.delivered[u.GetUID()] = u
-	}
-}
-
-// handover is what a replaced watch passes to its successor: the objects it
-// delivered (within the successor's scope) and the definitions of the rules
-// that saw them. The successor's initial list is diffed against it, so that
-// those rules get exactly what changed in between (UPDATED, DELETED, ADDED
-// for newcomers) and no second initial ADDED, while rules new to the
-// resource get their initial events.
-type handover struct {
-	seen    map[types.UID]*unstructured.Unstructured
-	carried map[string]bool // ruleKey of the rules that saw them
+	mu   sync.Mutex
+	view view
+	// live: events go to the queue. A watch replacing others is not live
+	// until it has taken over from them (see handover.go).
+	live    bool
+	floors  map[types.UID]floor
+	carried map[string]bool // ruleKeys of the rules that saw the replaced watches
+	// replacing is set once a successor is taking over: deletions are then
+	// remembered for it.
+	replacing bool
 }
 
 // ruleKey identifies a rule by its definition, not its place in the file,
@@ -159,43 +144,40 @@ func (e *Engine) reconcile(ctx context.Context) ReconcileResult {
 	}
 	e.binding.Store(&binding{set: set, byGVR: byGVR})
 
-	// Watches no longer wanted stop; what they delivered is handed to the
-	// new watches of the same resource (a replacement: its namespaces or
-	// selector changed).
-	seen := map[schema.GroupVersionResource]map[types.UID]*unstructured.Unstructured{}
+	// Watches no longer wanted stop, except those that new watches of the
+	// same resource replace (their namespaces or selector changed): those
+	// keep delivering until their successors take over.
+	starting := map[schema.GroupVersionResource]bool{}
+	for k := range desired {
+		if _, ok := e.watches[k]; !ok {
+			starting[k.GVR] = true
+		}
+	}
+	replaced := map[schema.GroupVersionResource][]*watch{}
 	for k, w := range e.watches {
 		if desired[k] {
 			continue
 		}
-		e.stopWatch(w)
 		res.Stopped = append(res.Stopped, k.String())
-		if seen[k.GVR] == nil {
-			seen[k.GVR] = map[types.UID]*unstructured.Unstructured{}
+		if !starting[k.GVR] {
+			e.stopWatch(w)
+			continue
 		}
+		delete(e.watches, k)
 		w.mu.Lock()
-		for uid, u := range w.delivered {
-			seen[k.GVR][uid] = u
-		}
+		w.replacing = true
 		w.mu.Unlock()
+		replaced[k.GVR] = append(replaced[k.GVR], w)
 	}
 	for k := range desired {
 		if _, ok := e.watches[k]; ok {
 			continue
 		}
-		var h *handover
-		if old, replaced := seen[k.GVR]; replaced {
-			h = &handover{seen: map[types.UID]*unstructured.Unstructured{}, carried: map[string]bool{}}
-			sel, _ := labels.Parse(k.Selector)
-			for uid, u := range old {
-				if (k.Namespace == "" || u.GetNamespace() == k.Namespace) && sel.Matches(labels.Set(u.GetLabels())) {
-					h.seen[uid] = u
-				}
-			}
-			for _, r := range prev.byGVR[k.GVR] {
-				h.carried[ruleKey(r)] = true
-			}
+		carried := map[string]bool{}
+		for _, r := range prev.byGVR[k.GVR] {
+			carried[ruleKey(r)] = true
 		}
-		e.startWatch(ctx, k, h)
+		e.startWatch(ctx, k, replaced[k.GVR], carried)
 		res.Started = append(res.Started, k.String())
 	}
 	sort.Strings(res.Started)
@@ -261,9 +243,10 @@ func (e *Engine) checkScope(r *rules.Rule, api apiResource) {
 const watchWarnEvery = time.Minute
 
 // startWatch starts one informer; its goroutines end when ctx is done or
-// the watch is stopped. h is non-nil when the watch replaces others of the
-// same resource. Called with e.mu held.
-func (e *Engine) startWatch(ctx context.Context, k watchKey, h *handover) {
+// the watch is stopped. preds are the watches it replaces (they keep
+// running until it takes over), carried the ruleKeys of the rules that saw
+// them. Called with e.mu held.
+func (e *Engine) startWatch(ctx context.Context, k watchKey, preds []*watch, carried map[string]bool) {
 	inf := dynamicinformer.NewFilteredDynamicInformer(e.dyn, k.GVR, k.Namespace, 0, cache.Indexers{}, func(o *metav1.ListOptions) {
 		o.LabelSelector = k.Selector
 	}).Informer()
@@ -286,34 +269,35 @@ func (e *Engine) startWatch(ctx context.Context, k watchKey, h *handover) {
 			e.log.Debug("watch error; retrying with backoff", "watch", k.String(), "error", err)
 		}
 	})
-	w := &watch{key: k, done: make(chan struct{}), delivered: map[types.UID]*unstructured.Unstructured{}}
+	w := &watch{key: k, done: make(chan struct{}), view: newView(), live: len(preds) == 0, carried: carried}
 	gvr, isNS := k.GVR, isNamespaceResource(k.GVR)
 	send := func(d *delivery) {
-		d.gvr, d.isNS = gvr, isNS
-		if h != nil {
-			d.carried = h.carried
-		}
+		d.gvr, d.isNS, d.carried = gvr, isNS, carried
 		e.enqueue(d)
 	}
-	var listed sync.Map // uids of the initial list, for the handover diff
+	// handle records every event in the watch's view and queues it once the
+	// watch is live, unless the replaced watches already delivered it.
+	handle := func(d *delivery) {
+		uid := d.obj.GetUID()
+		w.mu.Lock()
+		if d.typ == config.Deleted {
+			delete(w.view.objects, uid)
+			if !w.live || w.replacing {
+				w.view.deleted[uid] = d.obj
+			}
+		} else {
+			w.view.objects[uid] = d.obj
+		}
+		deliver := w.live && !w.skip(d.typ, d.obj)
+		w.mu.Unlock()
+		if deliver {
+			send(d)
+		}
+	}
 	reg, _ := inf.AddEventHandler(cache.ResourceEventHandlerDetailedFuncs{
 		AddFunc: func(obj any, initial bool) {
-			u, ok := obj.(*unstructured.Unstructured)
-			if !ok {
-				return
-			}
-			w.record(u, false)
-			prev := h.prior(u, initial)
-			switch {
-			case prev == nil:
-				send(&delivery{typ: config.Added, obj: u, initial: initial})
-			case prev.GetResourceVersion() == u.GetResourceVersion():
-				listed.Store(u.GetUID(), true)
-				send(&delivery{typ: config.Added, obj: u, initial: true, audience: newRules})
-			default:
-				listed.Store(u.GetUID(), true)
-				send(&delivery{typ: config.Updated, obj: u, old: prev, audience: carriedRules})
-				send(&delivery{typ: config.Added, obj: u, initial: true, audience: newRules})
+			if u, ok := obj.(*unstructured.Unstructured); ok {
+				handle(&delivery{typ: config.Added, obj: u, initial: initial})
 			}
 		},
 		UpdateFunc: func(oldObj, newObj any) {
@@ -322,16 +306,14 @@ func (e *Engine) startWatch(ctx context.Context, k watchKey, h *handover) {
 			if !ok1 || !ok2 || o.GetResourceVersion() == n.GetResourceVersion() {
 				return // a resync, not a change
 			}
-			w.record(n, false)
-			send(&delivery{typ: config.Updated, obj: n, old: o})
+			handle(&delivery{typ: config.Updated, obj: n, old: o})
 		},
 		DeleteFunc: func(obj any) {
 			if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
 				obj = t.Obj
 			}
 			if u, ok := obj.(*unstructured.Unstructured); ok {
-				w.record(u, true)
-				send(&delivery{typ: config.Deleted, obj: u})
+				handle(&delivery{typ: config.Deleted, obj: u})
 			}
 		},
 	})
@@ -343,20 +325,13 @@ func (e *Engine) startWatch(ctx context.Context, k watchKey, h *handover) {
 	var wg sync.WaitGroup
 	wg.Go(func() { inf.RunWithContext(wctx) })
 	wg.Go(func() {
-		if !cache.WaitForCacheSync(wctx.Done(), reg.HasSynced) {
-			return
+		synced := cache.WaitForCacheSync(wctx.Done(), reg.HasSynced)
+		if len(preds) > 0 {
+			e.takeOver(w, preds, synced, send)
 		}
-		// Objects the replaced watch delivered that are not in the new
-		// initial list were deleted in between.
-		for uid, u := range h.gone(&listed) {
-			w.mu.Lock()
-			_, back := w.delivered[uid]
-			w.mu.Unlock()
-			if !back {
-				send(&delivery{typ: config.Deleted, obj: u, audience: carriedRules})
-			}
+		if synced {
+			e.log.Info("informer synced", "watch", k.String())
 		}
-		e.log.Info("informer synced", "watch", k.String())
 	})
 	go func() {
 		wg.Wait()
@@ -364,38 +339,60 @@ func (e *Engine) startWatch(ctx context.Context, k watchKey, h *handover) {
 	}()
 }
 
-// prior returns the state in which the replaced watch last delivered the
-// object of an initial ADDED, or nil (no handover, not initial, or an object
-// the replaced watch never reported).
-func (h *handover) prior(u *unstructured.Unstructured, initial bool) *unstructured.Unstructured {
-	if h == nil || !initial {
-		return nil
-	}
-	return h.seen[u.GetUID()]
-}
-
-// gone returns the handed-over objects that the new initial list lacks.
-func (h *handover) gone(listed *sync.Map) map[types.UID]*unstructured.Unstructured {
-	if h == nil {
-		return nil
-	}
-	out := map[types.UID]*unstructured.Unstructured{}
-	for uid, u := range h.seen {
-		if _, ok := listed.Load(uid); !ok {
-			out[uid] = u
+// takeOver stops the watches w replaces and makes w live: what they
+// delivered is diffed with what w has seen, the difference is queued for the
+// rules that saw them, and rules new to the resource get an initial ADDED
+// for every object. When w was stopped before its initial list was through
+// (synced is false), it only inherits their view, for its own successor.
+func (e *Engine) takeOver(w *watch, preds []*watch, synced bool, send func(*delivery)) {
+	old := newView()
+	sel, _ := labels.Parse(w.key.Selector)
+	for _, p := range preds {
+		e.finishWatch(p)
+		p.mu.Lock()
+		for uid, u := range p.view.objects {
+			if !synced || inScope(u, w.key.Namespace, sel) {
+				old.objects[uid] = u
+			}
 		}
+		for uid, u := range p.view.deleted {
+			old.deleted[uid] = u
+		}
+		p.mu.Unlock()
 	}
-	return out
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !synced {
+		w.view = old
+		return
+	}
+	deliveries, floors := takeOver(old, w.view)
+	for _, d := range deliveries {
+		send(d)
+	}
+	for _, u := range w.view.objects {
+		send(&delivery{typ: config.Added, obj: u, initial: true, audience: newRules})
+	}
+	w.floors, w.live = floors, true
+	w.view.deleted = map[types.UID]*unstructured.Unstructured{}
 }
 
 // stopWatch stops an informer and waits for its goroutines. Called with e.mu
 // held.
 func (e *Engine) stopWatch(w *watch) {
-	w.cancel()
-	<-w.done
 	delete(e.watches, w.key)
-	e.stats.Informers.Add(-1)
-	e.log.Info("informer stopped", "watch", w.key.String())
+	e.finishWatch(w)
+}
+
+// finishWatch stops a watch's informer and waits for its goroutines (once:
+// a watch replaced by several is finished by each of them).
+func (e *Engine) finishWatch(w *watch) {
+	w.stop.Do(func() {
+		w.cancel()
+		<-w.done
+		e.stats.Informers.Add(-1)
+		e.log.Info("informer stopped", "watch", w.key.String())
+	})
 }
 
 func (e *Engine) stopAllWatches() {
