@@ -53,9 +53,11 @@ type watch struct {
 	live    bool
 	floors  map[types.UID]floor
 	carried map[string]bool // ruleKeys of the rules that saw the replaced watches
-	// replacing is set once a successor is taking over: deletions are then
-	// remembered for it.
-	replacing bool
+	// handoff is set once a successor is taking over: the ruleKeys of the
+	// rules this watch keeps serving meanwhile (rules new to the resource
+	// wait for the successor's initial events); deletions are then
+	// remembered for the successor.
+	handoff map[string]bool
 }
 
 // ruleKey identifies a rule by its definition, not its place in the file,
@@ -82,7 +84,8 @@ type ReconcileResult struct {
 // Apply makes set the live rule set. Events already being processed finish
 // under the rules they started with; the next event uses set. Informers are
 // diffed: a watch that both the old and the new rules need keeps running.
-// Before Run, it only records set.
+// Called before Run (after Discover), it starts the first watches; their
+// events wait in the queue for the workers.
 func (e *Engine) Apply(ctx context.Context, set *rules.Set) ReconcileResult {
 	e.rules.Store(set)
 	return e.reconcile(ctx)
@@ -164,25 +167,53 @@ func (e *Engine) reconcile(ctx context.Context) ReconcileResult {
 			continue
 		}
 		delete(e.watches, k)
-		w.mu.Lock()
-		w.replacing = true
-		w.mu.Unlock()
 		replaced[k.GVR] = append(replaced[k.GVR], w)
+	}
+	carried := map[schema.GroupVersionResource]map[string]bool{}
+	for gvr := range starting {
+		carried[gvr] = carriedBy(prev.byGVR[gvr], replaced[gvr])
+		for _, w := range replaced[gvr] {
+			w.mu.Lock()
+			w.handoff = carried[gvr]
+			w.mu.Unlock()
+		}
 	}
 	for k := range desired {
 		if _, ok := e.watches[k]; ok {
 			continue
 		}
-		carried := map[string]bool{}
-		for _, r := range prev.byGVR[k.GVR] {
-			carried[ruleKey(r)] = true
-		}
-		e.startWatch(ctx, k, replaced[k.GVR], carried)
+		e.startWatch(ctx, k, replaced[k.GVR], carried[k.GVR])
 		res.Started = append(res.Started, k.String())
 	}
 	sort.Strings(res.Started)
 	sort.Strings(res.Stopped)
 	return res
+}
+
+// carriedBy returns the ruleKeys of the rules that saw what the replaced
+// watches delivered: the rules bound before, when a replaced watch was live;
+// when none was (a replacement replaced before it took over), the rules its
+// own predecessors served.
+func carriedBy(bound []*rules.Rule, replaced []*watch) map[string]bool {
+	carried := map[string]bool{}
+	live := len(replaced) == 0
+	for _, w := range replaced {
+		w.mu.Lock()
+		if w.live {
+			live = true
+		}
+		for k := range w.carried {
+			carried[k] = true
+		}
+		w.mu.Unlock()
+	}
+	if live {
+		carried = map[string]bool{}
+		for _, r := range bound {
+			carried[ruleKey(r)] = true
+		}
+	}
+	return carried
 }
 
 // watchesFor decides the informers one resource needs for its rules: one
@@ -272,27 +303,39 @@ func (e *Engine) startWatch(ctx context.Context, k watchKey, preds []*watch, car
 	w := &watch{key: k, done: make(chan struct{}), view: newView(), live: len(preds) == 0, carried: carried}
 	gvr, isNS := k.GVR, isNamespaceResource(k.GVR)
 	send := func(d *delivery) {
-		d.gvr, d.isNS, d.carried = gvr, isNS, carried
+		d.gvr, d.isNS = gvr, isNS
+		if d.carried == nil {
+			d.carried = carried
+		}
 		e.enqueue(d)
 	}
-	// handle records every event in the watch's view and queues it once the
-	// watch is live, unless the replaced watches already delivered it.
+	// handle records every event in the watch's view (what it delivered, or
+	// before it is live what it saw) and queues it once the watch is live,
+	// unless the replaced watches already delivered it.
 	handle := func(d *delivery) {
 		uid := d.obj.GetUID()
 		w.mu.Lock()
+		if w.live && w.skip(d.typ, d.obj) {
+			w.mu.Unlock()
+			return
+		}
 		if d.typ == config.Deleted {
 			delete(w.view.objects, uid)
-			if !w.live || w.replacing {
+			if !w.live || w.handoff != nil {
 				w.view.deleted[uid] = d.obj
 			}
 		} else {
-			w.view.objects[uid] = d.obj
+			w.view.keep(d.obj)
 		}
-		deliver := w.live && !w.skip(d.typ, d.obj)
+		live, handoff := w.live, w.handoff
 		w.mu.Unlock()
-		if deliver {
-			send(d)
+		if !live {
+			return
 		}
+		if handoff != nil {
+			d.audience, d.carried = carriedRules, handoff
+		}
+		send(d)
 	}
 	reg, _ := inf.AddEventHandler(cache.ResourceEventHandlerDetailedFuncs{
 		AddFunc: func(obj any, initial bool) {
@@ -323,10 +366,17 @@ func (e *Engine) startWatch(ctx context.Context, k watchKey, preds []*watch, car
 	e.stats.Informers.Add(1)
 	e.log.Info("informer started", "watch", k.String())
 	var wg sync.WaitGroup
-	wg.Go(func() { inf.RunWithContext(wctx) })
+	stopped := make(chan struct{}) // the informer and its handler calls are over
+	wg.Go(func() {
+		defer close(stopped)
+		inf.RunWithContext(wctx)
+	})
 	wg.Go(func() {
 		synced := cache.WaitForCacheSync(wctx.Done(), reg.HasSynced)
 		if len(preds) > 0 {
+			if !synced {
+				<-stopped
+			}
 			e.takeOver(w, preds, synced, send)
 		}
 		if synced {
@@ -343,21 +393,23 @@ func (e *Engine) startWatch(ctx context.Context, k watchKey, preds []*watch, car
 // delivered is diffed with what w has seen, the difference is queued for the
 // rules that saw them, and rules new to the resource get an initial ADDED
 // for every object. When w was stopped before its initial list was through
-// (synced is false), it only inherits their view, for its own successor.
+// (synced is false), it only inherits their view (within its own scope),
+// for its own successor.
 func (e *Engine) takeOver(w *watch, preds []*watch, synced bool, send func(*delivery)) {
 	old := newView()
 	sel, _ := labels.Parse(w.key.Selector)
 	for _, p := range preds {
 		e.finishWatch(p)
 		p.mu.Lock()
-		for uid, u := range p.view.objects {
-			if !synced || inScope(u, w.key.Namespace, sel) {
-				old.objects[uid] = u
+		for _, u := range p.view.objects {
+			if inScope(u, w.key.Namespace, sel) {
+				old.keep(u)
 			}
 		}
 		for uid, u := range p.view.deleted {
 			old.deleted[uid] = u
 		}
+		old.maxRV = max(old.maxRV, p.view.maxRV)
 		p.mu.Unlock()
 	}
 	w.mu.Lock()
@@ -366,15 +418,14 @@ func (e *Engine) takeOver(w *watch, preds []*watch, synced bool, send func(*deli
 		w.view = old
 		return
 	}
-	deliveries, floors := takeOver(old, w.view)
+	deliveries, floors, final := takeOver(old, w.view)
 	for _, d := range deliveries {
 		send(d)
 	}
-	for _, u := range w.view.objects {
+	for _, u := range final.objects {
 		send(&delivery{typ: config.Added, obj: u, initial: true, audience: newRules})
 	}
-	w.floors, w.live = floors, true
-	w.view.deleted = map[types.UID]*unstructured.Unstructured{}
+	w.floors, w.view, w.live = floors, final, true
 }
 
 // stopWatch stops an informer and waits for its goroutines. Called with e.mu
