@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -125,11 +126,13 @@ const retireAfter = time.Minute
 // router is the engine's Handler: it hands a matched event to the named
 // plugin of the live plugin set and writes the records the plugin emits.
 type router struct {
-	live     atomic.Pointer[pluginSet]
-	retiring atomic.Pointer[pluginSet] // replaced by the last reload, closed after retireAfter
-	events   hclog.Logger
-	diag     hclog.Logger
-	json     bool
+	live   atomic.Pointer[pluginSet]
+	events hclog.Logger
+	diag   hclog.Logger
+	json   bool
+
+	mu       sync.Mutex
+	retiring []*pluginSet // dropped by reloads, each closed retireAfter after its reload
 }
 
 // swap makes next the live plugin set. The plugins it drops keep serving
@@ -146,18 +149,31 @@ func (r *router) swap(next pluginSet) {
 			old[name] = lp
 		}
 	}
-	r.retiring.Store(&old)
+	if len(old) == 0 {
+		return
+	}
+	r.mu.Lock()
+	r.retiring = append(r.retiring, &old)
+	r.mu.Unlock()
 	time.AfterFunc(retireAfter, func() {
-		r.retiring.CompareAndSwap(&old, nil)
+		r.mu.Lock()
+		r.retiring = slices.DeleteFunc(r.retiring, func(s *pluginSet) bool { return s == &old })
+		r.mu.Unlock()
 		old.closeUnshared(context.Background(), nil)
 	})
 }
 
-// lookup finds a plugin by name in the live set, else among the retiring.
+// lookup finds a plugin by name in the live set, else among the retiring
+// (the most recently retired first).
 func (r *router) lookup(name string) *loadedPlugin {
-	for _, set := range []*pluginSet{r.live.Load(), r.retiring.Load()} {
-		if set != nil && (*set)[name] != nil {
-			return (*set)[name]
+	if lp := (*r.live.Load())[name]; lp != nil {
+		return lp
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i := len(r.retiring) - 1; i >= 0; i-- {
+		if lp := (*r.retiring[i])[name]; lp != nil {
+			return lp
 		}
 	}
 	return nil
@@ -183,7 +199,9 @@ func (r *router) Handle(ctx context.Context, m *engine.Matched, name string) err
 	res, err := lp.plugin.Handle(ctx, ev)
 	if err != nil {
 		var perr *wasmhost.Error
-		if errors.As(err, &perr) && perr.Kind != wasmhost.KindError {
+		// A plugin's own error, or one closed under the event (replaced by
+		// a reload), is worth retrying; the other kinds would fail again.
+		if errors.As(err, &perr) && perr.Kind != wasmhost.KindError && !errors.Is(err, wasmhost.ErrClosed) {
 			r.diag.Error("plugin failed; event not retried", "plugin", name, "kind", perr.Kind.String(),
 				"object", m.Key(), "gvr", ev.GVR, "error", perr.Err)
 			return nil

@@ -78,6 +78,7 @@ func (d *daemon) watchConfig(ctx context.Context, last []byte) (<-chan struct{},
 				d.watchPluginFolders(w)
 			case <-hup:
 				last = d.reload(ctx, "SIGHUP")
+				d.watchPluginFolders(w)
 			}
 		}
 	}()
@@ -131,10 +132,15 @@ func (d *daemon) reload(ctx context.Context, reason string) []byte {
 	}
 	running := *d.router.live.Load()
 	cfg, err := config.Parse(data, d.opts.ConfigPath)
+	if err == nil {
+		d.attempted = cfg
+	}
+	// Taken before the plugin files are loaded: a file still being written
+	// now is seen as changed again once complete.
+	sum := fingerprint(data, d.attempted)
 	var set *rules.Set
 	var plugins pluginSet
 	if err == nil {
-		d.attempted = cfg
 		set, err = d.compile(cfg)
 	}
 	if err == nil {
@@ -143,7 +149,7 @@ func (d *daemon) reload(ctx context.Context, reason string) []byte {
 	if err != nil {
 		d.Reloads.Refused.Add(1)
 		d.log.Error("config reload refused; the running rules stay", "reason", reason, "error", err.Error(), "took", time.Since(start))
-		return fingerprint(data, d.attempted)
+		return sum
 	}
 	added, removed, changed := diffRules(d.current.Rules, set.Rules)
 	d.restartNeeded(d.initial, cfg)
@@ -159,7 +165,7 @@ func (d *daemon) reload(ctx context.Context, reason string) []byte {
 	d.log.Info("config reloaded", "reason", reason, "added", added, "removed", removed, "changed", changed,
 		"plugins_reloaded", plugins.changedFrom(running), "informers_started", res.Started,
 		"informers_stopped", res.Stopped, "pending", res.Pending, "took", time.Since(start))
-	return fingerprint(data, cfg)
+	return sum
 }
 
 // diffRules names the entries added, removed and changed between two rule
