@@ -58,6 +58,25 @@ type watch struct {
 	// wait for the successor's initial events); deletions are then
 	// remembered for the successor.
 	handoff map[string]bool
+	// heirs counts the successors that have yet to take over; ceded are
+	// the scopes of those that did, whose objects this watch no longer
+	// reports. The last heir stops it.
+	heirs int
+	ceded []scope
+}
+
+// scope is what one watch sees of its resource.
+type scope struct {
+	namespace string
+	selector  labels.Selector
+}
+
+func (sc scope) has(u *unstructured.Unstructured) bool { return inScope(u, sc.namespace, sc.selector) }
+
+// cededTo reports whether an object now belongs to a successor. Called with
+// w.mu held.
+func (w *watch) cededTo(u *unstructured.Unstructured) bool {
+	return slices.ContainsFunc(w.ceded, func(sc scope) bool { return sc.has(u) })
 }
 
 // ruleKey identifies a rule by its definition, not its place in the file,
@@ -169,12 +188,18 @@ func (e *Engine) reconcile(ctx context.Context) ReconcileResult {
 		delete(e.watches, k)
 		replaced[k.GVR] = append(replaced[k.GVR], w)
 	}
+	heirs := map[schema.GroupVersionResource]int{}
+	for k := range desired {
+		if _, ok := e.watches[k]; !ok {
+			heirs[k.GVR]++
+		}
+	}
 	carried := map[schema.GroupVersionResource]map[string]bool{}
 	for gvr := range starting {
 		carried[gvr] = carriedBy(prev.byGVR[gvr], replaced[gvr])
 		for _, w := range replaced[gvr] {
 			w.mu.Lock()
-			w.handoff = carried[gvr]
+			w.handoff, w.heirs = carried[gvr], heirs[gvr]
 			w.mu.Unlock()
 		}
 	}
@@ -315,7 +340,7 @@ func (e *Engine) startWatch(ctx context.Context, k watchKey, preds []*watch, car
 	handle := func(d *delivery) {
 		uid := d.obj.GetUID()
 		w.mu.Lock()
-		if w.live && w.skip(d.typ, d.obj) {
+		if w.live && (w.cededTo(d.obj) || w.skip(d.typ, d.obj)) {
 			w.mu.Unlock()
 			return
 		}
@@ -389,28 +414,37 @@ func (e *Engine) startWatch(ctx context.Context, k watchKey, preds []*watch, car
 	}()
 }
 
-// takeOver stops the watches w replaces and makes w live: what they
-// delivered is diffed with what w has seen, the difference is queued for the
-// rules that saw them, and rules new to the resource get an initial ADDED
-// for every object. When w was stopped before its initial list was through
-// (synced is false), it only inherits their view (within its own scope),
-// for its own successor.
+// takeOver makes w live in place of the watches it replaces: each of them
+// cedes w's scope (from then on it reports nothing there; the last heir
+// stops it), what it had delivered there is diffed with what w has seen,
+// the difference is queued for the rules that saw it, and rules new to the
+// resource get an initial ADDED for every object. When w was stopped before
+// its initial list was through (synced is false), it only inherits their
+// view of its scope, for its own successor.
 func (e *Engine) takeOver(w *watch, preds []*watch, synced bool, send func(*delivery)) {
 	old := newView()
-	sel, _ := labels.Parse(w.key.Selector)
+	mine := scope{namespace: w.key.Namespace}
+	mine.selector, _ = labels.Parse(w.key.Selector)
 	for _, p := range preds {
-		e.finishWatch(p)
 		p.mu.Lock()
 		for _, u := range p.view.objects {
-			if inScope(u, w.key.Namespace, sel) {
+			if mine.has(u) {
 				old.keep(u)
 			}
 		}
 		for uid, u := range p.view.deleted {
-			old.deleted[uid] = u
+			if mine.has(u) {
+				old.deleted[uid] = u
+			}
 		}
 		old.maxRV = max(old.maxRV, p.view.maxRV)
+		p.ceded = append(p.ceded, mine)
+		p.heirs--
+		last := p.heirs <= 0
 		p.mu.Unlock()
+		if last {
+			e.finishWatch(p)
+		}
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()

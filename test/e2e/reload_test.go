@@ -400,17 +400,21 @@ func copyFile(t *testing.T, from, to string) {
 	}
 }
 
-// TestReloadReplacedWatchUnderLoad: reloads that replace the informer (the
-// second entry alternates between a literal namespace and a regex, which
-// switches the watch between one namespace and all) while one object is
+// TestReloadReplacedWatchUnderLoad: reloads that replace the informers (the
+// second entry alternates between literal namespaces and a regex, which
+// splits one informer for all namespaces into one per namespace and merges
+// them back) while one object is
 // updated and others are created and deleted. The unchanged entry gets every
 // event exactly once, in order, and no second initial event: the old
 // informer keeps delivering until the new one takes over.
 func TestReloadReplacedWatchUnderLoad(t *testing.T) {
 	t.Parallel()
 	ns := createNamespace(t, "reload-swapwatch")
+	other := createNamespace(t, "reload-swapwatch-other")
+	// Even: every namespace literal, one informer per namespace; odd: a
+	// regex, one informer for all. Each reload splits or merges informers.
 	rule := func(i int) string {
-		second := fmt.Sprintf("[%q]", ns)
+		second := fmt.Sprintf("[%q, %q]", ns, other)
 		if i%2 == 1 {
 			second = fmt.Sprintf("[\"%s.*\"]", ns)
 		}
