@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/discovery"
 
@@ -143,5 +145,20 @@ func TestKeepFailedGroups(t *testing.T) {
 	idx2.keepFailedGroups(prev, nil)
 	if _, err := idx2.resolve(ref); err == nil {
 		t.Error("a removed group was kept")
+	}
+}
+
+func TestStripManagedFields(t *testing.T) {
+	u := cm("a", 1)
+	u.SetManagedFields([]metav1.ManagedFieldsEntry{{Manager: "kubectl", Operation: metav1.ManagedFieldsOperationApply}})
+	out, err := stripManagedFields(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, found, _ := unstructured.NestedFieldNoCopy(out.(*unstructured.Unstructured).Object, "metadata", "managedFields"); found {
+		t.Error("managedFields kept")
+	}
+	if out.(*unstructured.Unstructured).GetName() != "a" {
+		t.Error("object damaged")
 	}
 }
