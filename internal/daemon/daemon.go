@@ -134,7 +134,11 @@ func Run(ctx context.Context, opts Options) error {
 
 	watchDone, err := d.watchConfig(ctx, loaded)
 	if err != nil {
-		return err
+		// Faro still does its job; only edits on disk go unnoticed.
+		d.log.Error("cannot follow the config file; hot reload is off until restart", "error", err)
+		closed := make(chan struct{})
+		close(closed)
+		watchDone = closed
 	}
 	err = eng.Run(ctx)
 	<-watchDone
