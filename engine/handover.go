@@ -4,7 +4,6 @@ import (
 	"strconv"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/faro-dev/faro/config"
@@ -79,12 +78,6 @@ func floorAt(u *unstructured.Unstructured, deleted bool) floor {
 		return floor{rv: rv, deleted: deleted}
 	}
 	return floor{exact: u.GetResourceVersion(), deleted: deleted}
-}
-
-// inScope reports whether u is one a watch on namespace ns with selector
-// sel would see.
-func inScope(u *unstructured.Unstructured, ns string, sel labels.Selector) bool {
-	return (ns == "" || u.GetNamespace() == ns) && sel.Matches(labels.Set(u.GetLabels()))
 }
 
 // takeOver computes, for a new watch whose handler has seen cur, what the

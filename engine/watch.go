@@ -71,7 +71,10 @@ type scope struct {
 	selector  labels.Selector
 }
 
-func (sc scope) has(u *unstructured.Unstructured) bool { return inScope(u, sc.namespace, sc.selector) }
+// has reports whether u is one a watch of this scope sees.
+func (sc scope) has(u *unstructured.Unstructured) bool {
+	return (sc.namespace == "" || u.GetNamespace() == sc.namespace) && sc.selector.Matches(labels.Set(u.GetLabels()))
+}
 
 // cededTo reports whether an object now belongs to a successor. Called with
 // w.mu held.

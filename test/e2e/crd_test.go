@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"strings"
 	"testing"
 	"time"
 
@@ -110,17 +109,10 @@ resources:
     namespace_patterns: [%[1]q]
     name_pattern: "res-.*"
 `, ns, gvrText, group))
-	f.waitDiag("resource not watched yet", waitTime)
+	f.waitDiag(waitTime, "resource not watched yet")
 
 	gvr := createCRD(t, group)
-	f.waitFor(waitTime, "widgets informer synced", func(_ []event, diag []string) bool {
-		for _, l := range diag {
-			if strings.Contains(l, "informer synced") && strings.Contains(l, gvrText) {
-				return true
-			}
-		}
-		return false
-	})
+	f.waitDiag(waitTime, "informer synced", gvrText)
 	createWidget(t, gvr, ns, "ns-w1")
 	createWidget(t, gvr, ns, "res-w1")
 	createWidget(t, gvr, ns, "other")
@@ -130,14 +122,7 @@ resources:
 	if err := dyn.Resource(crdGVR).Delete(t.Context(), "widgets."+group, metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	f.waitFor(waitTime, "widgets informer stopped", func(_ []event, diag []string) bool {
-		for _, l := range diag {
-			if strings.Contains(l, "informer stopped") && strings.Contains(l, gvrText) {
-				return true
-			}
-		}
-		return false
-	})
+	f.waitDiag(waitTime, "informer stopped", gvrText)
 	if !f.running() {
 		t.Fatal("faro exited after the CRD was deleted")
 	}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -215,17 +216,30 @@ func (f *faro) waitSynced() {
 	})
 }
 
-// waitDiag waits until a diagnostic line contains substr.
-func (f *faro) waitDiag(substr string, timeout time.Duration) {
+// waitDiag waits until a diagnostic line contains every one of parts.
+func (f *faro) waitDiag(timeout time.Duration, parts ...string) {
 	f.t.Helper()
-	f.waitFor(timeout, fmt.Sprintf("diagnostic %q", substr), func(_ []event, diag []string) bool {
-		for _, l := range diag {
-			if strings.Contains(l, substr) {
-				return true
-			}
-		}
-		return false
+	f.waitFor(timeout, fmt.Sprintf("diagnostic %q", parts), func(_ []event, diag []string) bool {
+		return countLines(diag, parts...) > 0
 	})
+}
+
+// countDiag counts diagnostic lines containing every one of parts.
+func (f *faro) countDiag(parts ...string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return countLines(f.diag, parts...)
+}
+
+// countLines counts the lines containing every one of parts.
+func countLines(lines []string, parts ...string) int {
+	n := 0
+	for _, l := range lines {
+		if !slices.ContainsFunc(parts, func(p string) bool { return !strings.Contains(l, p) }) {
+			n++
+		}
+	}
+	return n
 }
 
 // snapshot returns the events logged so far.

@@ -17,23 +17,6 @@ import (
 	"github.com/faro-dev/faro/plugins/sdk/wasmtest"
 )
 
-// countDiag counts diagnostic lines containing every one of parts.
-func (f *faro) countDiag(parts ...string) int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	n := 0
-	for _, l := range f.diag {
-		ok := true
-		for _, p := range parts {
-			ok = ok && strings.Contains(l, p)
-		}
-		if ok {
-			n++
-		}
-	}
-	return n
-}
-
 // rewrite replaces the config file and waits until the daemon logged one
 // more reload with the given outcome ("config reloaded" or "config reload
 // refused").
@@ -48,19 +31,7 @@ func (f *faro) rewrite(cfg, outcome string) {
 
 func (f *faro) waitReloads(outcome string, n int) {
 	f.t.Helper()
-	f.waitFor(waitTime, fmt.Sprintf("%d × %q", n, outcome), func([]event, []string) bool { return f.countDiagLocked(outcome) >= n })
-}
-
-// countDiagLocked is countDiag for use inside waitFor's condition (the lock
-// is held there).
-func (f *faro) countDiagLocked(part string) int {
-	n := 0
-	for _, l := range f.diag {
-		if strings.Contains(l, part) {
-			n++
-		}
-	}
-	return n
+	f.waitFor(waitTime, fmt.Sprintf("%d × %q", n, outcome), func(_ []event, diag []string) bool { return countLines(diag, outcome) >= n })
 }
 
 const reloaded, refused = `"config reloaded"`, `"config reload refused;`
@@ -115,14 +86,7 @@ func TestReloadRemoveEntry(t *testing.T) {
 	f.waitEvent(msg("ADDED", "v1/secrets", ns+"/s-before"), waitTime)
 
 	f.rewrite(cms, reloaded)
-	f.waitFor(waitTime, "secrets informer stopped", func(_ []event, diag []string) bool {
-		for _, l := range diag {
-			if strings.Contains(l, `"informer stopped"`) && strings.Contains(l, `"watch":"v1/secrets in `+ns+`"`) {
-				return true
-			}
-		}
-		return false
-	})
+	f.waitDiag(waitTime, `"informer stopped"`, `"watch":"v1/secrets in `+ns+`"`)
 	if n := f.countDiag(reloaded, `"removed":["resources[1]"]`, `"informers_stopped":["v1/secrets in `+ns+`"]`); n != 1 {
 		t.Errorf("reload line does not report the removed entry and stopped informer")
 	}
@@ -189,7 +153,7 @@ func TestReloadBrokenThenFixed(t *testing.T) {
 	if err := os.Remove(f.cfgPath); err != nil {
 		t.Fatal(err)
 	}
-	f.waitFor(waitTime, "file-gone warning", func([]event, []string) bool { return f.countDiagLocked("config file is gone") > 0 })
+	f.waitDiag(waitTime, "config file is gone")
 	createCM(t, ns, "old-gone", nil)
 	f.waitEvent(msg("ADDED", "v1/configmaps", ns+"/old-gone"), waitTime)
 
@@ -521,8 +485,8 @@ func TestReloadSettings(t *testing.T) {
 		t.Errorf("%d debug lines at log_level info", n)
 	}
 	f.rewrite("log_level: debug\nworkers: 7\n"+entry, reloaded)
-	f.waitFor(waitTime, "a debug line", func([]event, []string) bool { return f.countDiagLocked(`"@level":"debug"`) > 0 })
+	f.waitDiag(waitTime, `"@level":"debug"`)
 	f.rewrite("log_level: debug\nworkers: 7\nauto_shutdown_sec: 1\n"+entry, reloaded)
-	f.waitFor(waitTime, "auto-shutdown", func([]event, []string) bool { return f.countDiagLocked("auto-shutdown: time is up") > 0 })
+	f.waitDiag(waitTime, "auto-shutdown: time is up")
 	f.waitFor(waitTime, "daemon exit", func([]event, []string) bool { return !f.running() })
 }

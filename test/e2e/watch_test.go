@@ -227,22 +227,9 @@ resources:
 		t.Errorf("shared matched by %q, want both entries", r)
 	}
 	assertNone(t, f, msg("ADDED", "v1/configmaps", ns+"/neither"))
-	if w := watchLines(f, "v1/configmaps"); w != 1 {
+	if w := f.countDiag("informer started", `"watch":"v1/configmaps`); w != 1 {
 		t.Errorf("informers started for v1/configmaps = %d, want 1 (shared)", w)
 	}
-}
-
-// watchLines counts "informer started" diagnostics for a resource.
-func watchLines(f *faro, gvr string) int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	n := 0
-	for _, l := range f.diag {
-		if strings.Contains(l, "informer started") && strings.Contains(l, `"watch":"`+gvr) {
-			n++
-		}
-	}
-	return n
 }
 
 // TestTwoSelectorsOneInformer: two entries on one resource with different
@@ -273,7 +260,7 @@ resources:
 	}
 	assertCount(t, f, msg("ADDED", "v1/configmaps", ns+"/for-a"), 1)
 	assertCount(t, f, msg("ADDED", "v1/configmaps", ns+"/for-b"), 1)
-	if w := watchLines(f, "v1/configmaps"); w != 1 {
+	if w := f.countDiag("informer started", `"watch":"v1/configmaps`); w != 1 {
 		t.Errorf("informers started for v1/configmaps = %d, want 1", w)
 	}
 }
