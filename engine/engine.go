@@ -1,11 +1,14 @@
 // Package engine is the middle of Faro's pipeline: it discovers what the API
 // server serves, keeps one dynamic informer per distinct watch the rules
-// need (following CRDs as they come and go), queues every event in order per
-// object on a rate-limited workqueue, matches it against the live rule set
-// and hands matched events to the output and the plugin handler.
+// need (following CRDs as they come and go), passes every event through the
+// delivery ledger of its resource (the one record of what the rules were
+// told, optionally kept across restarts by a Checkpoint), queues what the
+// ledger admits in order per object on a rate-limited workqueue, matches it
+// against the rules bound when it was admitted and hands matched events to
+// the output and the plugin handler.
 //
-//	rules.Set (swapped atomically) ─┐
-//	discovery + CRD watch ──> informers ──> per-object FIFO + workqueue ──> workers ──> log + Handler
+//	discovery + CRD watch ──> informers (source.go) ──> ledger (ledger.go)
+//	  ──> per-object queue + workers (queue.go) ──> log + Handler
 package engine
 
 import (
@@ -19,6 +22,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/rest"
@@ -76,6 +80,47 @@ type Options struct {
 	// PendingRecheck is how often discovery is repeated while a configured
 	// resource is not served (default 5s); CRD events trigger it at once.
 	PendingRecheck time.Duration
+	// MaxPendingPerObject bounds one object's backlog (default 1000): past
+	// it, consecutive UPDATEDs are collapsed into one.
+	MaxPendingPerObject int
+	// Checkpoint, when set, keeps the ledger across restarts: shutdown then
+	// leaves what is not delivered for the next start instead of draining.
+	Checkpoint Checkpoint
+}
+
+// Checkpoint keeps the delivery ledger across restarts (state_dir).
+type Checkpoint interface {
+	// Resume returns what was delivered of a resource before the restart.
+	Resume(gvr schema.GroupVersionResource) Resumed
+	// Record notes an event whose last handler is done; it is called in
+	// order per object.
+	Record(gvr schema.GroupVersionResource, m Mark)
+	// Forget drops a resource no rule watches any more.
+	Forget(gvr schema.GroupVersionResource)
+}
+
+// Mark is one delivered state: an object's, or its deletion.
+type Mark struct {
+	Object  *unstructured.Unstructured
+	Deleted bool
+}
+
+// Resumed is what a Checkpoint knew of a resource at start.
+type Resumed struct {
+	Objects []ResumedObject
+	// MaxRV is the highest resource version delivered: objects listed with
+	// a higher one appeared while Faro was down.
+	MaxRV uint64
+	// Object returns the last delivered state of an object (nil when it
+	// cannot be read).
+	Object func(uid types.UID) *unstructured.Unstructured
+}
+
+// ResumedObject identifies one delivered object.
+type ResumedObject struct {
+	Namespace, Name string
+	UID             types.UID
+	ResourceVersion string
 }
 
 func (o *Options) validate() error {
@@ -104,6 +149,9 @@ func (o *Options) validate() error {
 	if o.PendingRecheck <= 0 {
 		o.PendingRecheck = 5 * time.Second
 	}
+	if o.MaxPendingPerObject <= 0 {
+		o.MaxPendingPerObject = 1000
+	}
 	return errors.Join(errs...)
 }
 
@@ -114,6 +162,7 @@ type Stats struct {
 	Retries     atomic.Uint64 // events sent back for retry
 	Dropped     atomic.Uint64 // events dropped after MaxRetries
 	Unprocessed atomic.Uint64 // events still queued when shutdown ended
+	Compacted   atomic.Uint64 // UPDATEDs collapsed into a later one (backlog limit)
 	CELErrors   atomic.Uint64 // CEL evaluation errors (counted as no match)
 	Informers   atomic.Int64  // running informers
 	Rediscovers atomic.Uint64 // discovery runs
@@ -130,18 +179,23 @@ type Engine struct {
 	queue   workqueue.TypedRateLimitingInterface[objKey]
 	pending pendingEvents
 
-	binding    atomic.Pointer[binding] // rules by GVR; read by workers
 	rules      atomic.Pointer[rules.Set]
 	kick       chan struct{} // asks the control loop to rediscover and reconcile
 	generation atomic.Uint64 // bumped on every discovery
+	crdRV      atomic.Uint64 // newest CRD resource version seen
+	stopping   atomic.Bool   // shutdown: workers take no new event
+	bg         sync.WaitGroup
 
-	mu      sync.Mutex // guards watches, index, pendingErrs (control loop and Apply)
-	watches map[watchKey]*watch
-	index   *resourceIndex
-	pendErr map[string]string // rule ID -> why it is not watched (logged once)
-	closed  bool              // set at shutdown: no new watches
+	mu        sync.Mutex // guards the fields below (control loop, Apply, informers syncing)
+	resources map[schema.GroupVersionResource]*resource
+	index     *resourceIndex
+	// appeared dates the resources a rediscovery found new, by the CRD
+	// resource version seen then.
+	appeared map[schema.GroupVersionResource]uint64
+	pendErr  map[string]string // rule ID -> why it is not watched (logged once)
+	closed   bool              // set at shutdown: no new watches
 
-	celLog celErrorLog
+	warnings limitedLog
 }
 
 // New validates opts and builds an engine; nothing runs until Run.
@@ -162,17 +216,17 @@ func New(opts Options) (*Engine, error) {
 		log:     opts.Diag,
 		dyn:     dyn,
 		disc:    disc,
-		kick:    make(chan struct{}, 1),
-		watches: map[watchKey]*watch{},
-		pendErr: map[string]string{},
+		kick:      make(chan struct{}, 1),
+		resources: map[schema.GroupVersionResource]*resource{},
+		appeared:  map[schema.GroupVersionResource]uint64{},
+		pendErr:   map[string]string{},
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
 			workqueue.NewTypedItemExponentialFailureRateLimiter[objKey](opts.RetryBase, opts.RetryMax),
 			workqueue.TypedRateLimitingQueueConfig[objKey]{Name: "faro"},
 		),
 	}
-	e.pending.items = map[objKey][]*delivery{}
-	e.binding.Store(&binding{})
-	e.celLog.every = 10 * time.Second
+	e.pending = pendingEvents{items: map[objKey][]*delivery{}, max: opts.MaxPendingPerObject}
+	e.warnings.every = 10 * time.Second
 	return e, nil
 }
 
@@ -184,8 +238,10 @@ func (e *Engine) Discovery() discovery.DiscoveryInterface { return e.disc }
 
 // Run discovers the API, starts the informers the current rules need and the
 // workers, and processes events until ctx is done. It then stops the
-// informers, finishes queued events (bounded by DrainTimeout) and returns.
-// It fails fast when the API server cannot be reached at start.
+// informers and, without a Checkpoint, delivers what is queued or backing
+// off within DrainTimeout; with one, it leaves that for the next start. The
+// wait for handlers in flight is bounded too. It fails fast when the API
+// server cannot be reached at start.
 func (e *Engine) Run(ctx context.Context) error {
 	e.mu.Lock()
 	discovered := e.index != nil
@@ -214,32 +270,52 @@ func (e *Engine) Run(ctx context.Context) error {
 
 	e.controlLoop(watchCtx)
 
-	// Shutdown: no new events, then finish what is queued.
+	// Shutdown: no new events, then deliver what is queued (the queue stays
+	// open meanwhile, so that events backing off are retried).
 	stopWatches()
 	e.stopAllWatches()
 	<-crdDone
-	drained := make(chan struct{})
-	go func() {
-		e.queue.ShutDownWithDrain()
-		workers.Wait()
-		close(drained)
-	}()
-	select {
-	case <-drained:
-	case <-time.After(e.opts.DrainTimeout):
-		// Workers stop at their next event; a plugin call in flight ends on
-		// the cancelled context.
-		stopWork()
-		e.queue.ShutDown()
-		<-drained
+	e.bg.Wait()
+	deadline := time.Now().Add(e.opts.DrainTimeout)
+	if e.opts.Checkpoint == nil {
+		for e.pending.len() > 0 && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
 	}
-	// Events still pending here were queued when time ran out, or were
-	// waiting to be retried (a retry cannot be scheduled on a closed queue).
+	// Workers stop at their next event; handlers in flight get until the
+	// deadline (at least a second), then their context is cancelled.
+	e.stopping.Store(true)
+	e.queue.ShutDown()
+	if !waitTimeout(&workers, max(time.Until(deadline), time.Second)) {
+		stopWork()
+		if !waitTimeout(&workers, time.Second) {
+			e.log.Warn("shutdown: handlers still running after the drain timeout; leaving them", "drain_timeout", e.opts.DrainTimeout)
+		}
+	}
 	if left := e.pending.len(); left > 0 {
 		e.stats.Unprocessed.Add(uint64(left))
-		e.log.Warn("shutdown: events left unprocessed", "count", left, "drain_timeout", e.opts.DrainTimeout)
+		if e.opts.Checkpoint != nil {
+			e.log.Info("shutdown: events not delivered yet are delivered after the restart", "count", left)
+		} else {
+			e.log.Warn("shutdown: events left unprocessed", "count", left, "drain_timeout", e.opts.DrainTimeout)
+		}
 	}
 	return nil
+}
+
+// waitTimeout waits for wg at most d and reports whether it is done.
+func waitTimeout(wg *sync.WaitGroup, d time.Duration) bool {
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return true
+	case <-time.After(d):
+		return false
+	}
 }
 
 // Discover enumerates the API server's resources. Run does it when it has
@@ -260,6 +336,13 @@ func (e *Engine) Discover() error {
 
 func (e *Engine) setIndex(idx *resourceIndex) {
 	e.mu.Lock()
+	if e.index != nil {
+		for gvr := range idx.byGVR {
+			if _, known := e.index.byGVR[gvr]; !known {
+				e.appeared[gvr] = e.crdRV.Load()
+			}
+		}
+	}
 	e.index = idx
 	e.mu.Unlock()
 	e.generation.Add(1)

@@ -21,19 +21,19 @@ type objKey struct {
 	Namespace, Name string
 }
 
-// delivery is one event from an informer, plus how far its processing got
-// (so a retry resumes after the steps that already succeeded).
+// delivery is one event the ledger admitted, plus how far its processing
+// got (so a retry resumes after the steps that already succeeded).
 type delivery struct {
 	typ      config.EventType
-	gvr      schema.GroupVersionResource
+	key      objKey
 	obj, old *unstructured.Unstructured
 	initial  bool
 	isNS     bool
-	// audience narrows who sees an event a replacement watch synthesized
-	// from its handover; carried holds the ruleKeys of the rules that saw
-	// the replaced watch's events.
-	audience audience
-	carried  map[string]bool
+	// rules are the rules bound to the resource when the event was
+	// admitted (for the initial ADDED of rules new to a resource, those
+	// rules); ledger is the ledger that admitted it.
+	rules  []*rules.Rule
+	ledger *resourceLedger
 
 	// Owned by the worker holding the key.
 	matched bool
@@ -41,52 +41,48 @@ type delivery struct {
 	step    int // steps done: for each match, 1 (log) + one per plugin
 }
 
-// audience says which rules an event is for.
-type audience uint8
-
-const (
-	allRules     audience = iota
-	carriedRules          // only rules that saw the replaced watch
-	newRules              // only rules new to the resource
-)
-
-// isFor reports whether rule r is in d's audience.
-func (d *delivery) isFor(r *rules.Rule) bool {
-	switch d.audience {
-	case carriedRules:
-		return d.carried[ruleKey(r)]
-	case newRules:
-		return !d.carried[ruleKey(r)]
-	default:
-		return true
-	}
-}
+// started reports whether a worker began processing d.
+func (d *delivery) started() bool { return d.matched }
 
 // pendingEvents holds every object's undelivered events, oldest first. The
-// workqueue deduplicates keys; the events themselves are never collapsed.
+// workqueue deduplicates keys; an object's events are collapsed only past
+// max (see push).
 type pendingEvents struct {
 	mu    sync.Mutex
 	items map[objKey][]*delivery
+	total int
+	max   int
 }
 
-// push appends d and reports whether k had nothing pending before.
-func (p *pendingEvents) push(k objKey, d *delivery) (first bool) {
+// push appends d and reports whether k had nothing pending before. When k
+// already has max events pending, an UPDATED following an UPDATED that no
+// worker has started (and that is for the same rules) is merged into it:
+// one UPDATED from the older old state to the newest state (compacted).
+func (p *pendingEvents) push(k objKey, d *delivery) (first, compacted bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	first = len(p.items[k]) == 0
-	p.items[k] = append(p.items[k], d)
-	return first
+	q := p.items[k]
+	if n := len(q); n >= p.max && n >= 2 && d.typ == config.Updated {
+		if tail := q[n-1]; tail.typ == config.Updated && !tail.started() && sameRules(tail.rules, d.rules) {
+			tail.obj = d.obj
+			return false, true
+		}
+	}
+	p.items[k] = append(q, d)
+	p.total++
+	return len(q) == 0, false
+}
+
+// sameRules reports whether a and b are the same bound rule list.
+func sameRules(a, b []*rules.Rule) bool {
+	return len(a) == len(b) && (len(a) == 0 || &a[0] == &b[0])
 }
 
 // len returns how many events are pending in all.
 func (p *pendingEvents) len() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	n := 0
-	for _, q := range p.items {
-		n += len(q)
-	}
-	return n
+	return p.total
 }
 
 func (p *pendingEvents) head(k objKey) *delivery {
@@ -98,62 +94,91 @@ func (p *pendingEvents) head(k objKey) *delivery {
 	return nil
 }
 
-func (p *pendingEvents) pop(k objKey) {
+// pop removes k's head and reports whether more events remain.
+func (p *pendingEvents) pop(k objKey) (more bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	q := p.items[k]
-	if len(q) <= 1 {
+	if len(q) == 0 {
+		return false
+	}
+	p.total--
+	if len(q) == 1 {
 		delete(p.items, k)
-		return
+		return false
 	}
 	q[0] = nil
 	p.items[k] = q[1:]
+	return true
 }
 
-// enqueue is called from informer event handlers: it only appends and
-// schedules, so it never blocks an informer. The key is scheduled only when
-// the object had nothing pending: otherwise it is already queued, being
-// processed (the worker drains its events) or backing off after a failure
-// (and must not be woken early by a newer event).
+// enqueue is the ledger's push: it only appends and schedules, so it never
+// blocks an informer. The key is scheduled only when the object had nothing
+// pending: otherwise it is already queued, being processed (the worker
+// requeues it) or backing off after a failure (and must not be woken early
+// by a newer event).
 func (e *Engine) enqueue(d *delivery) {
 	e.stats.Events.Add(1)
-	k := objKey{GVR: d.gvr, Namespace: d.obj.GetNamespace(), Name: d.obj.GetName()}
-	if e.pending.push(k, d) {
+	k := d.key
+	first, compacted := e.pending.push(k, d)
+	if compacted {
+		e.stats.Compacted.Add(1)
+		e.warnings.warn(e.log, "compact:"+gvrString(k.GVR), "backlog of an object over max_pending_per_object; collapsing its UPDATEDs",
+			"gvr", gvrString(k.GVR), "object", describe(k.Namespace, k.Name), "max_pending_per_object", e.pending.max)
+	}
+	if first {
 		e.queue.Add(k)
 	}
 }
 
-// processNext takes one key and processes its pending events in order. A
-// failing event stays at the head of its object's queue and the key is
-// retried with backoff; after MaxRetries the event is dropped (logged and
-// counted) and the object's later events go on.
+// processNext takes one key and processes the oldest pending event of its
+// object; the key is requeued when more remain, so that a busy object does
+// not hold a worker. A failing event stays at the head of its object's queue
+// and the key is retried with backoff; after MaxRetries the event is dropped
+// (logged and counted) and the object's later events go on.
 func (e *Engine) processNext(ctx context.Context) bool {
 	k, shutdown := e.queue.Get()
 	if shutdown {
 		return false
 	}
 	defer e.queue.Done(k)
-	for ctx.Err() == nil {
-		d := e.pending.head(k)
-		if d == nil {
-			e.queue.Forget(k)
+	if e.stopping.Load() {
+		return false // what is left is counted by Run
+	}
+	d := e.pending.head(k)
+	if d == nil {
+		e.queue.Forget(k)
+		return true
+	}
+	if err := e.process(ctx, d); err != nil {
+		if ctx.Err() != nil {
+			return false // cancelled at shutdown: the event stays pending
+		}
+		if e.queue.NumRequeues(k) < e.opts.MaxRetries {
+			e.stats.Retries.Add(1)
+			e.log.Debug("event failed; retrying", "object", describe(k.Namespace, k.Name), "gvr", gvrString(k.GVR), "event", d.typ, "error", err)
+			e.queue.AddRateLimited(k)
 			return true
 		}
-		if err := e.process(ctx, d); err != nil {
-			if e.queue.NumRequeues(k) < e.opts.MaxRetries {
-				e.stats.Retries.Add(1)
-				e.log.Debug("event failed; retrying", "object", describe(k.Namespace, k.Name), "gvr", gvrString(k.GVR), "event", d.typ, "error", err)
-				e.queue.AddRateLimited(k)
-				return true
-			}
-			e.stats.Dropped.Add(1)
-			e.log.Error("event dropped after retries", "object", describe(k.Namespace, k.Name), "gvr", gvrString(k.GVR),
-				"event", d.typ, "retries", e.opts.MaxRetries, "error", err)
-		}
-		e.queue.Forget(k)
-		e.pending.pop(k)
+		e.stats.Dropped.Add(1)
+		e.log.Error("event dropped after retries", "object", describe(k.Namespace, k.Name), "gvr", gvrString(k.GVR),
+			"event", d.typ, "retries", e.opts.MaxRetries, "error", err)
 	}
-	return false // shutting down: what is left is counted by Run
+	e.queue.Forget(k)
+	e.delivered(d)
+	if e.pending.pop(k) {
+		e.queue.Add(k)
+	}
+	return true
+}
+
+// delivered advances the ledger's delivered mark: the Checkpoint records the
+// event once its last handler is done.
+func (e *Engine) delivered(d *delivery) {
+	if e.opts.Checkpoint == nil || d.ledger == nil || d.ledger.forgotten.Load() {
+		return
+	}
+	e.opts.Checkpoint.Record(d.key.GVR, Mark{Object: d.obj, Deleted: d.typ == config.Deleted})
 }
 
 // process matches d against the rules live when it is first tried, logs
@@ -165,7 +190,7 @@ func (e *Engine) process(ctx context.Context, d *delivery) error {
 	}
 	step := 0
 	for _, r := range d.matches {
-		m := &Matched{Type: d.typ, GVR: d.gvr, Object: d.obj, OldObject: d.old, Initial: d.initial, Rule: r}
+		m := &Matched{Type: d.typ, GVR: d.key.GVR, Object: d.obj, OldObject: d.old, Initial: d.initial, Rule: r}
 		if step >= d.step {
 			e.logMatch(m)
 			d.step++
@@ -187,25 +212,20 @@ func (e *Engine) process(ctx context.Context, d *delivery) error {
 	return nil
 }
 
-// match evaluates every rule bound to d's resource. A CEL evaluation error
-// is no match: it is counted and logged (rate-limited per rule), never
-// retried.
+// match evaluates the rules d is for. A CEL evaluation error is no match:
+// it is counted and logged (rate-limited per rule), never retried.
 func (e *Engine) match(ctx context.Context, d *delivery) []*rules.Rule {
-	b := e.binding.Load()
-	rs := b.byGVR[d.gvr]
-	if len(rs) == 0 {
+	if len(d.rules) == 0 {
 		return nil
 	}
 	ev := &rules.Event{Type: d.typ, Object: d.obj, OldObject: d.old, Initial: d.initial, IsNamespace: d.isNS}
 	var out []*rules.Rule
-	for _, r := range rs {
-		if !d.isFor(r) {
-			continue
-		}
+	for _, r := range d.rules {
 		ok, err := r.Matches(ctx, ev)
 		if err != nil {
 			e.stats.CELErrors.Add(1)
-			e.celLog.log(e.log, r.ID, describe(d.obj.GetNamespace(), d.obj.GetName()), err)
+			e.warnings.warn(e.log, "cel:"+r.ID, "CEL evaluation failed; treated as no match",
+				"rule", r.ID, "object", describe(d.obj.GetNamespace(), d.obj.GetName()), "error", err)
 			continue
 		}
 		if ok {
@@ -231,10 +251,10 @@ func (e *Engine) logMatch(m *Matched) {
 		"rule", m.Rule.ID, "initial", m.Initial)
 }
 
-// celErrorLog logs CEL evaluation errors at most once per interval per rule,
-// with the number suppressed in between, so a bad rule on a busy resource
-// cannot flood the log.
-type celErrorLog struct {
+// limitedLog writes a warning at most once per interval per key, with the
+// number suppressed in between, so that a bad rule on a busy resource or a
+// hot object cannot flood the log.
+type limitedLog struct {
 	every time.Duration
 	mu    sync.Mutex
 	last  map[string]time.Time
@@ -245,19 +265,19 @@ type warner interface {
 	Warn(msg string, args ...any)
 }
 
-func (c *celErrorLog) log(l warner, rule, object string, err error) {
+func (c *limitedLog) warn(l warner, key, msg string, args ...any) {
 	c.mu.Lock()
 	if c.last == nil {
 		c.last, c.quiet = map[string]time.Time{}, map[string]int{}
 	}
 	now := time.Now()
-	if now.Sub(c.last[rule]) < c.every {
-		c.quiet[rule]++
+	if now.Sub(c.last[key]) < c.every {
+		c.quiet[key]++
 		c.mu.Unlock()
 		return
 	}
-	suppressed := c.quiet[rule]
-	c.last[rule], c.quiet[rule] = now, 0
+	suppressed := c.quiet[key]
+	c.last[key], c.quiet[key] = now, 0
 	c.mu.Unlock()
-	l.Warn("CEL evaluation failed; treated as no match", "rule", rule, "object", object, "error", err, "suppressed_since_last", suppressed)
+	l.Warn(msg, append(args, "suppressed_since_last", suppressed)...)
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -30,9 +31,14 @@ type recorder struct {
 	overlap  []string
 	fail     func(m *Matched, calls int) error
 	calls    map[string]int // object/rv -> calls
+	order    []string       // object@rv of every handled event, in order
+	gate     chan struct{}  // when set, every call waits for it first
 }
 
 func (r *recorder) Handle(_ context.Context, m *Matched, plugin string) error {
+	if r.gate != nil {
+		<-r.gate
+	}
 	key := m.Object.GetName()
 	r.mu.Lock()
 	if r.inFlight[key] {
@@ -55,7 +61,12 @@ func (r *recorder) Handle(_ context.Context, m *Matched, plugin string) error {
 		}
 	}
 	r.seen[key] = append(r.seen[key], m.Object.GetResourceVersion())
+	r.order = append(r.order, key+"@"+m.Object.GetResourceVersion())
 	return nil
+}
+
+func newRecorder() *recorder {
+	return &recorder{seen: map[string][]string{}, inFlight: map[string]bool{}, calls: map[string]int{}}
 }
 
 // newTestEngine builds an engine with one rule on configmaps that hands
@@ -87,7 +98,9 @@ resources:
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.binding.Store(&binding{set: set, byGVR: map[schema.GroupVersionResource][]*rules.Rule{cmGVR: set.Rules}})
+	l := newResourceLedger(cmGVR, "ConfigMap", e.enqueue, e.log.Warn)
+	l.bind(set.Rules, nil)
+	e.resources[cmGVR] = &resource{ledger: l}
 	var wg sync.WaitGroup
 	for range workers {
 		wg.Go(func() {
@@ -111,6 +124,11 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.w.Write(p)
+}
+
+// admit passes an event of the test engine's configmaps through its ledger.
+func admit(e *Engine, typ config.EventType, u *unstructured.Unstructured) {
+	e.resources[cmGVR].ledger.admit(typ, u, nil, false)
 }
 
 func cm(name string, rv int) *unstructured.Unstructured {
@@ -147,7 +165,7 @@ func TestQueueKeepsPerObjectOrder(t *testing.T) {
 			if i == 0 {
 				typ = config.Added
 			}
-			e.enqueue(&delivery{typ: typ, gvr: cmGVR, obj: cm(fmt.Sprintf("cm-%d", o), i+1)})
+			admit(e, typ, cm(fmt.Sprintf("cm-%d", o), i+1))
 		}
 	}
 	waitUntil(t, "all events", func() bool {
@@ -185,8 +203,8 @@ func TestQueueRetriesThenResumes(t *testing.T) {
 			return nil
 		}}
 	e, out := newTestEngine(t, rec, 2, 5)
-	e.enqueue(&delivery{typ: config.Added, gvr: cmGVR, obj: cm("a", 1)})
-	e.enqueue(&delivery{typ: config.Updated, gvr: cmGVR, obj: cm("a", 2)})
+	admit(e, config.Added, cm("a", 1))
+	admit(e, config.Updated, cm("a", 2))
 	waitUntil(t, "both events", func() bool {
 		rec.mu.Lock()
 		defer rec.mu.Unlock()
@@ -220,8 +238,8 @@ func TestQueueDropsAfterMaxRetries(t *testing.T) {
 			return nil
 		}}
 	e, _ := newTestEngine(t, rec, 1, 3)
-	e.enqueue(&delivery{typ: config.Added, gvr: cmGVR, obj: cm("b", 1)})
-	e.enqueue(&delivery{typ: config.Updated, gvr: cmGVR, obj: cm("b", 2)})
+	admit(e, config.Added, cm("b", 1))
+	admit(e, config.Updated, cm("b", 2))
 	waitUntil(t, "the second event", func() bool {
 		rec.mu.Lock()
 		defer rec.mu.Unlock()
@@ -246,20 +264,20 @@ func (w *warnings) Warn(msg string, args ...any) {
 	w.lines = append(w.lines, append([]any{msg}, args...))
 }
 
-// TestCELErrorLogIsRateLimited: a bad rule on a busy resource logs once per
+// TestWarningsAreRateLimited: a bad rule on a busy resource logs once per
 // interval, with the number of errors suppressed in between.
-func TestCELErrorLogIsRateLimited(t *testing.T) {
-	c := celErrorLog{every: 50 * time.Millisecond}
+func TestWarningsAreRateLimited(t *testing.T) {
+	c := limitedLog{every: 50 * time.Millisecond}
 	var w warnings
 	for range 5 {
-		c.log(&w, "resources[0]", "ns/a", errors.New("no such key"))
+		c.warn(&w, "resources[0]", "CEL evaluation failed", "object", "ns/a")
 	}
-	c.log(&w, "resources[1]", "ns/a", errors.New("no such key")) // other rules have their own budget
+	c.warn(&w, "resources[1]", "CEL evaluation failed", "object", "ns/a") // other rules have their own budget
 	if len(w.lines) != 2 {
 		t.Fatalf("logged %d lines, want 2: %v", len(w.lines), w.lines)
 	}
 	time.Sleep(60 * time.Millisecond)
-	c.log(&w, "resources[0]", "ns/b", errors.New("no such key"))
+	c.warn(&w, "resources[0]", "CEL evaluation failed", "object", "ns/b")
 	if len(w.lines) != 3 {
 		t.Fatalf("logged %d lines after the interval, want 3", len(w.lines))
 	}
@@ -288,10 +306,10 @@ func TestQueueBackoffHoldsUnderNewEvents(t *testing.T) {
 			return errors.New("permanent")
 		}}
 	e, _ := newTestEngine(t, rec, 2, 3)
-	e.enqueue(&delivery{typ: config.Added, gvr: cmGVR, obj: cm("c", 1)})
+	admit(e, config.Added, cm("c", 1))
 	for i := 2; i <= 40; i++ {
 		time.Sleep(time.Millisecond)
-		e.enqueue(&delivery{typ: config.Updated, gvr: cmGVR, obj: cm("c", i)})
+		admit(e, config.Updated, cm("c", i))
 	}
 	waitUntil(t, "all later events", func() bool {
 		rec.mu.Lock()
@@ -315,7 +333,7 @@ func TestQueueNoRetries(t *testing.T) {
 	rec := &recorder{seen: map[string][]string{}, inFlight: map[string]bool{}, calls: map[string]int{},
 		fail: func(*Matched, int) error { return errors.New("no") }}
 	e, _ := newTestEngine(t, rec, 1, 0)
-	e.enqueue(&delivery{typ: config.Added, gvr: cmGVR, obj: cm("d", 1)})
+	admit(e, config.Added, cm("d", 1))
 	waitUntil(t, "the drop", func() bool { return e.stats.Dropped.Load() == 1 })
 	rec.mu.Lock()
 	defer rec.mu.Unlock()
@@ -323,3 +341,78 @@ func TestQueueNoRetries(t *testing.T) {
 		t.Errorf("calls = %d, retries = %d; want 1 and 0", rec.calls["d@1"], e.stats.Retries.Load())
 	}
 }
+
+// TestQueueCompactsABacklog: past the per-object limit, consecutive
+// UPDATEDs of a hot object collapse, so that its backlog stays bounded; the
+// first events stay as they were, the final state is delivered, and the
+// collapsed UPDATED runs from the oldest old state to the newest state.
+func TestQueueCompactsABacklog(t *testing.T) {
+	rec := newRecorder()
+	rec.gate = make(chan struct{})
+	e, _ := newTestEngine(t, rec, 1, 0)
+	e.pending.max = 5
+	var olds []string
+	e.opts.Handler = handlerFunc(func(ctx context.Context, m *Matched, p string) error {
+		if m.OldObject != nil {
+			olds = append(olds, m.OldObject.GetResourceVersion())
+		}
+		return rec.Handle(ctx, m, p)
+	})
+	prev := cm("hot", 1)
+	admit(e, config.Added, prev)
+	for rv := 2; rv <= 100; rv++ {
+		u := cm("hot", rv)
+		e.resources[cmGVR].ledger.admit(config.Updated, u, prev, false)
+		prev = u
+	}
+	if n := e.pending.len(); n > 5 {
+		t.Errorf("backlog of %d events, want at most 5", n)
+	}
+	close(rec.gate)
+	waitUntil(t, "the final state", func() bool {
+		rec.mu.Lock()
+		defer rec.mu.Unlock()
+		s := rec.seen["hot"]
+		return len(s) > 0 && s[len(s)-1] == "100"
+	})
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if got := strings.Join(rec.seen["hot"], ","); got != "1,2,3,4,100" {
+		t.Errorf("delivered %s, want 1,2,3,4,100", got)
+	}
+	if got := strings.Join(olds, ","); got != "1,2,3,4" {
+		t.Errorf("old states %s, want 1,2,3,4 (the collapsed UPDATED starts at 4)", got)
+	}
+	if n := e.stats.Compacted.Load(); n != 95 {
+		t.Errorf("compacted %d, want 95", n)
+	}
+}
+
+// TestQueueIsFair: a worker takes one event per key, so an object with a
+// long backlog does not hold it while others wait.
+func TestQueueIsFair(t *testing.T) {
+	rec := newRecorder()
+	rec.gate = make(chan struct{})
+	e, _ := newTestEngine(t, rec, 1, 0)
+	admit(e, config.Added, cm("hot", 1))
+	for rv := 2; rv <= 20; rv++ {
+		admit(e, config.Updated, cm("hot", rv))
+	}
+	admit(e, config.Added, cm("cold", 21))
+	close(rec.gate)
+	waitUntil(t, "every event", func() bool {
+		rec.mu.Lock()
+		defer rec.mu.Unlock()
+		return len(rec.order) == 21
+	})
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if i := slices.Index(rec.order, "cold@21"); i < 0 || i > 2 {
+		t.Errorf("cold object handled at position %d of %v; want right after the hot object's first event", i, rec.order)
+	}
+}
+
+// handlerFunc adapts a function to Handler.
+type handlerFunc func(ctx context.Context, m *Matched, plugin string) error
+
+func (f handlerFunc) Handle(ctx context.Context, m *Matched, plugin string) error { return f(ctx, m, plugin) }

@@ -6,8 +6,10 @@ package rules
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
-	"reflect"
 	"regexp"
 	"slices"
 
@@ -42,6 +44,11 @@ type Options struct {
 // Rule is one compiled config entry.
 type Rule struct {
 	config.Rule
+	// Key identifies the entry by its definition, not its place in the
+	// file: two entries with the same Key select the same events. Inserting
+	// an entry above another changes the other's ID, not its Key. The
+	// reload diff and the engine (which rules are new to a resource) use it.
+	Key string
 
 	namespaces []*regexp.Regexp // nil entries match everything
 	name       *regexp.Regexp
@@ -68,11 +75,12 @@ func Compile(cfg *config.Config, opts Options) (*Set, error) {
 		}
 	}
 	for _, r := range cfg.Rules {
-		if old, ok := prev[r.ID]; ok && reflect.DeepEqual(old.Rule, r) && old.schema == schemaFor(opts, r) {
+		key := keyOf(r)
+		if old, ok := prev[r.ID]; ok && old.Key == key && old.schema == schemaFor(opts, r) {
 			set.Rules = append(set.Rules, old)
 			continue
 		}
-		cr := &Rule{Rule: r, selector: labels.Everything()}
+		cr := &Rule{Rule: r, Key: key, selector: labels.Everything()}
 		for _, p := range r.NamespacePatterns {
 			re, err := config.CompilePattern(p)
 			if err != nil {
@@ -96,6 +104,17 @@ func Compile(cfg *config.Config, opts Options) (*Set, error) {
 		return nil, errs
 	}
 	return set, nil
+}
+
+// keyOf derives a rule's Key from its definition without its ID.
+func keyOf(r config.Rule) string {
+	r.ID = ""
+	def, err := json.Marshal(r)
+	if err != nil {
+		panic(fmt.Sprintf("rules: a config.Rule must encode as JSON: %v", err)) // plain data: cannot happen
+	}
+	sum := sha256.Sum256(def)
+	return hex.EncodeToString(sum[:16])
 }
 
 func (r *Rule) compileCEL(cfg *config.Config, opts Options) config.Errors {

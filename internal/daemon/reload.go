@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"reflect"
 	"syscall"
 	"time"
 
@@ -169,25 +168,36 @@ func (d *daemon) reload(ctx context.Context, reason string) []byte {
 }
 
 // diffRules names the entries added, removed and changed between two rule
-// sets, by entry path.
+// sets. Entries are the same when their definitions are (rules.Rule.Key),
+// wherever they stand in the file; an entry whose path stays while its
+// definition changes is reported as changed.
 func diffRules(old, new []*rules.Rule) (added, removed, changed []string) {
-	before := map[string]config.Rule{}
-	for _, r := range old {
-		before[r.ID] = r.Rule
+	keys := func(rs []*rules.Rule) map[string]bool {
+		m := map[string]bool{}
+		for _, r := range rs {
+			m[r.Key] = true
+		}
+		return m
 	}
-	seen := map[string]bool{}
+	before, after := keys(old), keys(new)
+	gone := map[string]bool{} // IDs of removed definitions
+	for _, r := range old {
+		if !after[r.Key] {
+			gone[r.ID] = true
+		}
+	}
 	for _, r := range new {
-		seen[r.ID] = true
-		prev, ok := before[r.ID]
 		switch {
-		case !ok:
-			added = append(added, r.ID)
-		case !reflect.DeepEqual(prev, r.Rule):
+		case before[r.Key]:
+		case gone[r.ID]:
 			changed = append(changed, r.ID)
+			delete(gone, r.ID)
+		default:
+			added = append(added, r.ID)
 		}
 	}
 	for _, r := range old {
-		if !seen[r.ID] {
+		if gone[r.ID] {
 			removed = append(removed, r.ID)
 		}
 	}

@@ -30,4 +30,11 @@ func TestDiffRules(t *testing.T) {
 	if !slices.Equal(added, []string{"resources[2]"}) || len(removed) != 0 || !slices.Equal(changed, []string{"resources[1]"}) {
 		t.Errorf("reverse diff = added %v removed %v changed %v", added, removed, changed)
 	}
+	// An entry inserted above the others moves their paths, not their
+	// identity: only the new one is added.
+	moved := set("resources:\n  - {gvr: v1/nodes}\n  - {gvr: v1/configmaps}\n  - {gvr: v1/secrets}\n  - {gvr: v1/pods}\n")
+	added, removed, changed = diffRules(old, moved)
+	if !slices.Equal(added, []string{"resources[0]"}) || len(removed) != 0 || len(changed) != 0 {
+		t.Errorf("insert diff = added %v removed %v changed %v", added, removed, changed)
+	}
 }

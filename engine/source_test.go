@@ -15,7 +15,7 @@ import (
 	"github.com/faro-dev/faro/rules"
 )
 
-func compileRules(t *testing.T, yaml string) []*rules.Rule {
+func compileRules(t testing.TB, yaml string) []*rules.Rule {
 	t.Helper()
 	cfg, err := config.Parse([]byte(yaml), "test.yaml")
 	if err != nil {

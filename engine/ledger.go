@@ -1,0 +1,332 @@
+package engine
+
+import (
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/faro-dev/faro/config"
+	"github.com/faro-dev/faro/rules"
+)
+
+// The delivery ledger is the one record of what Faro told its rules about
+// each object of a resource. Every event from every watch of the resource
+// passes admit, which compares it with the newest state already queued for
+// the object and turns it into what the rules must hear: nothing (a
+// duplicate from overlapping watches, a relist, a replay), the event, or a
+// DELETED of an object that was replaced under the same name followed by the
+// ADDED of its successor. Admission and queueing happen under one lock, so
+// the per-object queue holds events in the order they were admitted.
+
+// nsName is an object's place: client-go caches by it, and an object
+// deleted and re-created under it is two objects with two UIDs.
+type nsName struct{ namespace, name string }
+
+// entry is what the ledger knows of the object at one place.
+type entry struct {
+	uid types.UID
+	// rv is the resource version of the newest admitted state; 0 when it is
+	// not an integer.
+	rv uint64
+	// last is that state, shared with the informer's cache (the ledger
+	// holds no copy). It is nil for an entry resumed from the checkpoint
+	// until a watch sees the object again.
+	last *unstructured.Unstructured
+	// deleted marks a tombstone: the object's deletion was admitted while
+	// watches overlap, and late events of a lagging watch must not bring
+	// it back.
+	deleted bool
+}
+
+// maxTombstones bounds the tombstones a resource keeps while its watches
+// overlap (a replacement that cannot list keeps the overlap open).
+const maxTombstones = 10_000
+
+// resourceLedger is the ledger of one resource.
+type resourceLedger struct {
+	gvr  schema.GroupVersionResource
+	kind string
+	isNS bool
+	push func(*delivery) // the per-object queue
+	warn func(msg string, args ...any)
+
+	forgotten atomic.Bool // no rule watches the resource any more
+
+	mu      sync.Mutex
+	entries map[nsName]*entry
+	// rules are the rules bound to the resource; every delivery carries
+	// the rules bound when it was admitted. Replaced whole, never mutated.
+	rules []*rules.Rule
+	// since: an object first listed with a higher resource version
+	// appeared after Faro knew the resource (created while Faro was down,
+	// or after its CRD was established): its ADDED is not initial. 0 means
+	// every listed object is initial.
+	since uint64
+	// resumed returns the last delivered state of an object from the
+	// checkpoint; nil when nothing was resumed.
+	resumed func(uid types.UID) *unstructured.Unstructured
+	// overlap is set while a replaced watch still runs beside its
+	// successor: deletions are then kept as tombstones (oldest first in
+	// tombs, at most maxTombstones).
+	overlap      bool
+	tombs        []nsName
+	warnedNonInt bool
+	warnedTombs  bool
+}
+
+func newResourceLedger(gvr schema.GroupVersionResource, kind string, push func(*delivery), warn func(string, ...any)) *resourceLedger {
+	return &resourceLedger{gvr: gvr, kind: kind, isNS: isNamespaceResource(gvr), push: push, warn: warn, entries: map[nsName]*entry{}}
+}
+
+// parseRV parses a resource version; etcd's are unsigned integers.
+func parseRV(s string) (uint64, bool) {
+	n, err := strconv.ParseUint(s, 10, 64)
+	return n, err == nil
+}
+
+// admit passes one informer event through the ledger. old is the informer's
+// previous state on UPDATED; initial marks an ADDED from a watch's initial
+// list.
+func (l *resourceLedger) admit(typ config.EventType, obj, old *unstructured.Unstructured, initial bool) {
+	m := metaOf(obj)
+	k, uid := nsName{m.namespace, m.name}, m.uid
+	rv, isInt := parseRV(m.resourceVersion)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !isInt && !l.warnedNonInt {
+		l.warnedNonInt = true
+		l.warn("resource versions are not integers; events of this resource cannot be ordered and are delivered as new",
+			"gvr", gvrString(l.gvr), "resource_version", m.resourceVersion)
+	}
+	e := l.entries[k]
+	switch {
+	case e == nil:
+		if typ == config.Deleted {
+			return // never delivered
+		}
+		l.add(k, obj, rv, initial)
+	case e.uid == uid && !e.deleted && typ == config.Deleted:
+		// A deletion is final whatever the version (a relist reports it
+		// with the last state the watch knew).
+		l.remove(k, e, rv)
+		l.deliver(k, &delivery{typ: config.Deleted, obj: obj})
+	case isInt && e.rv != 0 && rv <= e.rv:
+		// Already admitted, or older than what was. The same state from
+		// another watch's cache takes the place of the one held, so that a
+		// stopped watch's cache is not kept alive through the ledger.
+		if e.uid == uid && rv == e.rv && !e.deleted {
+			e.last = obj
+		}
+	case e.uid == uid:
+		switch {
+		case e.deleted:
+			// Gone: a lagging watch's news of it is stale.
+		case !isInt && e.last != nil && e.last.GetResourceVersion() == m.resourceVersion:
+			e.last = obj
+		default:
+			prev := l.lastState(k, e)
+			e.rv, e.last = rv, obj
+			l.deliver(k, &delivery{typ: config.Updated, obj: obj, old: prev})
+		}
+	case e.deleted:
+		// A new object where a deleted one stood.
+		if typ != config.Deleted {
+			l.dropTomb(k)
+			l.add(k, obj, rv, initial)
+		}
+	case typ == config.Deleted:
+		// The deletion of an object never delivered under this name.
+	default:
+		// Another object under the same name, newer than the one the rules
+		// know: that one was deleted (the informer saw a re-create as an
+		// update, e.g. across a relist).
+		gone := l.lastState(k, e)
+		if old != nil && old.GetUID() == e.uid {
+			gone = old
+		}
+		delete(l.entries, k)
+		l.deliver(k, &delivery{typ: config.Deleted, obj: gone})
+		l.add(k, obj, rv, initial)
+	}
+}
+
+// add records a new object and delivers its ADDED. Called with l.mu held.
+func (l *resourceLedger) add(k nsName, obj *unstructured.Unstructured, rv uint64, initial bool) {
+	l.entries[k] = &entry{uid: obj.GetUID(), rv: rv, last: obj}
+	l.deliver(k, &delivery{typ: config.Added, obj: obj, initial: initial && (l.since == 0 || rv <= l.since)})
+}
+
+// remove forgets a deleted object, or keeps it as a tombstone while watches
+// overlap. Called with l.mu held.
+func (l *resourceLedger) remove(k nsName, e *entry, rv uint64) {
+	if !l.overlap {
+		delete(l.entries, k)
+		return
+	}
+	e.deleted, e.rv = true, max(e.rv, rv)
+	l.tombs = append(l.tombs, k)
+	if len(l.tombs) <= maxTombstones {
+		return
+	}
+	oldest := l.tombs[0]
+	l.tombs = l.tombs[1:]
+	if t := l.entries[oldest]; t != nil && t.deleted {
+		delete(l.entries, oldest)
+	}
+	if !l.warnedTombs {
+		l.warnedTombs = true
+		l.warn("watch replacement is taking long; forgetting the oldest deletions (a lagging watch may report one again)",
+			"gvr", gvrString(l.gvr), "kept", maxTombstones)
+	}
+}
+
+// dropTomb removes the tombstone at k. Called with l.mu held.
+func (l *resourceLedger) dropTomb(k nsName) {
+	delete(l.entries, k)
+	for i, t := range l.tombs {
+		if t == k {
+			l.tombs = append(l.tombs[:i], l.tombs[i+1:]...)
+			break
+		}
+	}
+}
+
+// lastState returns the newest admitted state of the entry at k: held,
+// resumed from the checkpoint, or (when neither has it) its identity alone.
+func (l *resourceLedger) lastState(k nsName, e *entry) *unstructured.Unstructured {
+	if e.last != nil {
+		return e.last
+	}
+	if l.resumed != nil {
+		if u := l.resumed(e.uid); u != nil {
+			return u
+		}
+	}
+	u := &unstructured.Unstructured{}
+	u.SetAPIVersion(l.gvr.GroupVersion().String())
+	u.SetKind(l.kind)
+	u.SetNamespace(k.namespace)
+	u.SetName(k.name)
+	u.SetUID(e.uid)
+	if e.rv != 0 {
+		u.SetResourceVersion(strconv.FormatUint(e.rv, 10))
+	}
+	return u
+}
+
+// deliver queues d, an event of the object at k, for the rules bound now.
+// Called with l.mu held.
+func (l *resourceLedger) deliver(k nsName, d *delivery) {
+	if d.rules == nil {
+		d.rules = l.rules
+	}
+	d.key = objKey{GVR: l.gvr, Namespace: k.namespace, Name: k.name}
+	d.isNS, d.ledger = l.isNS, l
+	l.push(d)
+}
+
+// objectMeta is what the ledger reads of an object.
+type objectMeta struct {
+	namespace, name, resourceVersion string
+	uid                              types.UID
+}
+
+// metaOf reads an object's identity from its metadata in one lookup (the
+// Unstructured getters walk the map once per field).
+func metaOf(u *unstructured.Unstructured) objectMeta {
+	md, _ := u.Object["metadata"].(map[string]any)
+	str := func(k string) string {
+		s, _ := md[k].(string)
+		return s
+	}
+	return objectMeta{namespace: str("namespace"), name: str("name"), resourceVersion: str("resourceVersion"), uid: types.UID(str("uid"))}
+}
+
+// bind makes rs the rules of the resource. The rules in added (new to the
+// resource) get an initial ADDED of every object in the state the others
+// were last told, queued behind what was admitted before, so that they see
+// each object once and from then on every event.
+func (l *resourceLedger) bind(rs, added []*rules.Rule) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.rules = rs
+	if len(added) == 0 {
+		return
+	}
+	for k, e := range l.entries {
+		if !e.deleted && e.last != nil {
+			l.deliver(k, &delivery{typ: config.Added, obj: e.last, initial: true, rules: added})
+		}
+	}
+}
+
+// boundKeys returns the Keys of the bound rules.
+func (l *resourceLedger) boundKeys() map[string]bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	keys := map[string]bool{}
+	for _, r := range l.rules {
+		keys[r.Key] = true
+	}
+	return keys
+}
+
+// setOverlap says whether watches of the resource overlap.
+func (l *resourceLedger) setOverlap(on bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.overlap = on
+}
+
+// listedScope is one synced watch as the sweep sees it.
+type listedScope struct {
+	namespace string
+	selector  labels.Selector
+	// has reports whether the watch's cache holds an object at a place.
+	has func(nsName) bool
+	// listed is the resource version the watch's cache is complete up to;
+	// 0 when it is not an integer.
+	listed uint64
+}
+
+func (sc listedScope) covers(k nsName, last *unstructured.Unstructured) bool {
+	if sc.namespace != "" && k.namespace != sc.namespace {
+		return false
+	}
+	return last == nil || sc.selector.Matches(labels.Set(last.GetLabels()))
+}
+
+// sweep reconciles the ledger with the watches of the resource once all of
+// them have listed: entries no watch covers any more are forgotten, entries
+// a covering watch's cache lacks although it is complete past their version
+// are reported DELETED (deleted while a replaced watch lagged, or while Faro
+// was down), and tombstones are no longer needed.
+func (l *resourceLedger) sweep(scopes []listedScope) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for k, e := range l.entries {
+		if e.deleted {
+			delete(l.entries, k)
+			continue
+		}
+		i := slices.IndexFunc(scopes, func(sc listedScope) bool { return sc.covers(k, e.last) })
+		switch {
+		case i < 0:
+			delete(l.entries, k)
+		case scopes[i].has(k):
+		case e.rv != 0 && scopes[i].listed != 0 && e.rv > scopes[i].listed:
+			// Newer than what the watch has seen: it reports it itself.
+		default:
+			gone := l.lastState(k, e)
+			delete(l.entries, k)
+			l.deliver(k, &delivery{typ: config.Deleted, obj: gone})
+		}
+	}
+	l.overlap, l.tombs, l.warnedTombs = false, nil, false
+}

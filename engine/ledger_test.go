@@ -1,0 +1,303 @@
+package engine
+
+import (
+	"fmt"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/faro-dev/faro/config"
+)
+
+// obj is a ConfigMap ns/name with a uid and a resource version.
+func obj(name, uid, rv string) *unstructured.Unstructured {
+	u := &unstructured.Unstructured{}
+	u.SetAPIVersion("v1")
+	u.SetKind("ConfigMap")
+	u.SetNamespace("ns")
+	u.SetName(name)
+	u.SetUID(types.UID(uid))
+	u.SetResourceVersion(rv)
+	return u
+}
+
+// ev is one informer event in a ledger test.
+type ev struct {
+	typ      config.EventType
+	name     string
+	uid, rv  string
+	old      string // uid@rv of the informer's old object on UPDATED
+	initial  bool
+	overlap  bool // set the ledger's overlap before this event
+	noverlap bool // clear it
+}
+
+// testLedger returns a ledger of configmaps whose deliveries are collected.
+func testLedger() (*resourceLedger, *[]*delivery, *[]string) {
+	var got []*delivery
+	var warned []string
+	l := newResourceLedger(cmGVR, "ConfigMap", func(d *delivery) { got = append(got, d) },
+		func(msg string, _ ...any) { warned = append(warned, msg) })
+	return l, &got, &warned
+}
+
+// describeDelivery renders a delivery as "TYPE name uid@rv", with
+// " old=uid@rv" on UPDATED and " initial" when set.
+func describeDelivery(d *delivery) string {
+	s := fmt.Sprintf("%s %s %s@%s", d.typ, d.obj.GetName(), d.obj.GetUID(), d.obj.GetResourceVersion())
+	if d.old != nil {
+		s += fmt.Sprintf(" old=%s@%s", d.old.GetUID(), d.old.GetResourceVersion())
+	}
+	if d.initial {
+		s += " initial"
+	}
+	return s
+}
+
+func TestLedgerAdmit(t *testing.T) {
+	tests := []struct {
+		name   string
+		since  uint64
+		events []ev
+		want   []string
+		warns  int
+	}{
+		{"overlapping watches deliver each change once", 0, []ev{
+			{typ: config.Added, name: "a", uid: "u1", rv: "5", initial: true},
+			{typ: config.Added, name: "a", uid: "u1", rv: "5", initial: true},
+			{typ: config.Updated, name: "a", uid: "u1", rv: "6", old: "u1@5"},
+			{typ: config.Updated, name: "a", uid: "u1", rv: "6", old: "u1@5"},
+			{typ: config.Added, name: "a", uid: "u1", rv: "6", initial: true}, // a relist
+		}, []string{"ADDED a u1@5 initial", "UPDATED a u1@6 old=u1@5"}, 0},
+		{"a lagging watch's update carries the state the rules know as old", 0, []ev{
+			{typ: config.Added, name: "a", uid: "u1", rv: "5"},
+			{typ: config.Updated, name: "a", uid: "u1", rv: "7", old: "u1@3"},
+		}, []string{"ADDED a u1@5", "UPDATED a u1@7 old=u1@5"}, 0},
+		{"re-create seen as an update is DELETED then ADDED", 0, []ev{
+			{typ: config.Added, name: "a", uid: "u1", rv: "5", initial: true},
+			{typ: config.Updated, name: "a", uid: "u2", rv: "9", old: "u1@5"},
+		}, []string{"ADDED a u1@5 initial", "DELETED a u1@5", "ADDED a u2@9"}, 0},
+		{"a deletion never delivered is dropped", 0, []ev{
+			{typ: config.Deleted, name: "a", uid: "u1", rv: "5"},
+			{typ: config.Added, name: "b", uid: "u2", rv: "6"},
+			{typ: config.Deleted, name: "b", uid: "u1", rv: "7"},
+		}, []string{"ADDED b u2@6"}, 0},
+		{"a relist's deletion with the last known version is delivered", 0, []ev{
+			{typ: config.Added, name: "a", uid: "u1", rv: "5"},
+			{typ: config.Deleted, name: "a", uid: "u1", rv: "5"},
+		}, []string{"ADDED a u1@5", "DELETED a u1@5"}, 0},
+		{"an old object's late events after its successor are dropped", 0, []ev{
+			{typ: config.Added, name: "a", uid: "u1", rv: "5"},
+			{typ: config.Deleted, name: "a", uid: "u1", rv: "7"},
+			{typ: config.Added, name: "a", uid: "u2", rv: "8"},
+			{typ: config.Updated, name: "a", uid: "u1", rv: "6", old: "u1@5"},
+			{typ: config.Deleted, name: "a", uid: "u1", rv: "7"},
+		}, []string{"ADDED a u1@5", "DELETED a u1@7", "ADDED a u2@8"}, 0},
+		{"tombstones keep a lagging watch from bringing a deleted object back", 0, []ev{
+			{typ: config.Added, name: "a", uid: "u1", rv: "5", overlap: true},
+			{typ: config.Deleted, name: "a", uid: "u1", rv: "7"},
+			{typ: config.Updated, name: "a", uid: "u1", rv: "6", old: "u1@5"},
+			{typ: config.Added, name: "a", uid: "u1", rv: "6", initial: true},
+			{typ: config.Deleted, name: "a", uid: "u1", rv: "7"},
+			{typ: config.Added, name: "a", uid: "u2", rv: "8"},
+		}, []string{"ADDED a u1@5", "DELETED a u1@7", "ADDED a u2@8"}, 0},
+		{"resource versions that are not integers are delivered as new, with one warning", 0, []ev{
+			{typ: config.Added, name: "a", uid: "u1", rv: "x1"},
+			{typ: config.Updated, name: "a", uid: "u1", rv: "x2", old: "u1@x1"},
+			{typ: config.Updated, name: "a", uid: "u1", rv: "x2", old: "u1@x1"},
+			{typ: config.Updated, name: "a", uid: "u1", rv: "x0", old: "u1@x2"},
+		}, []string{"ADDED a u1@x1", "UPDATED a u1@x2 old=u1@x1", "UPDATED a u1@x0 old=u1@x2"}, 1},
+		{"objects newer than the resource's appearance are not initial", 10, []ev{
+			{typ: config.Added, name: "a", uid: "u1", rv: "5", initial: true},
+			{typ: config.Added, name: "b", uid: "u2", rv: "12", initial: true},
+		}, []string{"ADDED a u1@5 initial", "ADDED b u2@12"}, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			l, got, warned := testLedger()
+			l.since = tt.since
+			for _, e := range tt.events {
+				if e.overlap || e.noverlap {
+					l.setOverlap(e.overlap)
+				}
+				var old *unstructured.Unstructured
+				if e.old != "" {
+					uid, rv, _ := strings.Cut(e.old, "@")
+					old = obj(e.name, uid, rv)
+				}
+				l.admit(e.typ, obj(e.name, e.uid, e.rv), old, e.initial)
+			}
+			var out []string
+			for _, d := range *got {
+				out = append(out, describeDelivery(d))
+				if d.ledger != l || d.key.GVR != cmGVR {
+					t.Errorf("%s: not stamped with its ledger", describeDelivery(d))
+				}
+			}
+			if !slices.Equal(out, tt.want) {
+				t.Errorf("delivered\n  %s\nwant\n  %s", strings.Join(out, "\n  "), strings.Join(tt.want, "\n  "))
+			}
+			if len(*warned) != tt.warns {
+				t.Errorf("warnings %q, want %d", *warned, tt.warns)
+			}
+		})
+	}
+}
+
+// TestLedgerResumedStates: an entry resumed from the checkpoint has no
+// object in memory; the UPDATED and DELETED it leads to carry the state the
+// checkpoint has, or the entry's identity when it has none.
+func TestLedgerResumedStates(t *testing.T) {
+	l, got, _ := testLedger()
+	l.since = 6 // the checkpoint's highest delivered version
+	l.entries[nsName{"ns", "a"}] = &entry{uid: "u1", rv: 5}
+	l.entries[nsName{"ns", "b"}] = &entry{uid: "u2", rv: 6}
+	l.resumed = func(uid types.UID) *unstructured.Unstructured {
+		if uid == "u1" {
+			return obj("a", "u1", "5")
+		}
+		return nil
+	}
+	l.admit(config.Added, obj("a", "u1", "8"), nil, true)
+	l.admit(config.Added, obj("b", "u3", "9"), nil, true)
+	want := []string{"UPDATED a u1@8 old=u1@5", "DELETED b u2@6", "ADDED b u3@9"}
+	var out []string
+	for _, d := range *got {
+		out = append(out, describeDelivery(d))
+	}
+	if !slices.Equal(out, want) {
+		t.Fatalf("delivered %q, want %q", out, want)
+	}
+	if k := (*got)[1].obj.GetKind(); k != "ConfigMap" {
+		t.Errorf("identity-only DELETED has kind %q", k)
+	}
+}
+
+// TestLedgerBind: rules new to a resource get an initial ADDED of every
+// live object in the state last admitted; the others get nothing again.
+func TestLedgerBind(t *testing.T) {
+	l, got, _ := testLedger()
+	old := compileRules(t, "resources:\n  - {gvr: v1/configmaps}\n")
+	l.bind(old, nil)
+	l.admit(config.Added, obj("a", "u1", "5"), nil, false)
+	l.admit(config.Updated, obj("a", "u1", "6"), obj("a", "u1", "5"), false)
+	l.setOverlap(true)
+	l.admit(config.Added, obj("b", "u2", "7"), nil, false)
+	l.admit(config.Deleted, obj("b", "u2", "8"), nil, false) // a tombstone: no initial event
+	both := compileRules(t, "resources:\n  - {gvr: v1/configmaps}\n  - {gvr: v1/configmaps, name_pattern: a}\n")
+	*got = nil
+	l.bind(both, both[1:])
+	if len(*got) != 1 {
+		t.Fatalf("bind delivered %d events, want 1", len(*got))
+	}
+	d := (*got)[0]
+	if describeDelivery(d) != "ADDED a u1@6 initial" || len(d.rules) != 1 || d.rules[0] != both[1] {
+		t.Errorf("bind delivered %s for %d rules", describeDelivery(d), len(d.rules))
+	}
+	l.admit(config.Updated, obj("a", "u1", "9"), obj("a", "u1", "6"), false)
+	if d := (*got)[1]; !sameRules(d.rules, both) {
+		t.Errorf("a later event is for %d rules, want the whole bound set", len(d.rules))
+	}
+}
+
+// TestLedgerSweep: once the watches of a resource have listed, entries no
+// watch covers are forgotten silently, entries a covering cache lacks are
+// DELETED unless newer than its list, and tombstones go.
+func TestLedgerSweep(t *testing.T) {
+	l, got, _ := testLedger()
+	put := func(ns, name, uid string, rv uint64, labels map[string]string) {
+		u := obj(name, uid, strconv.FormatUint(rv, 10))
+		u.SetNamespace(ns)
+		u.SetLabels(labels)
+		l.entries[nsName{ns, name}] = &entry{uid: types.UID(uid), rv: rv, last: u}
+	}
+	put("ns", "kept", "u1", 5, nil)
+	put("ns", "gone", "u2", 6, nil)
+	put("ns", "newer", "u3", 20, nil)
+	put("other", "outside", "u4", 7, nil)
+	put("ns", "unlabelled", "u5", 8, map[string]string{"team": "b"})
+	l.entries[nsName{"ns", "tomb"}] = &entry{uid: "u6", rv: 9, deleted: true}
+	l.overlap = true
+	sel, _ := labels.Parse("team!=b")
+	cache := map[nsName]bool{{"ns", "kept"}: true}
+	l.sweep([]listedScope{{namespace: "ns", selector: sel, listed: 10, has: func(k nsName) bool { return cache[k] }}})
+	var out []string
+	for _, d := range *got {
+		out = append(out, describeDelivery(d))
+	}
+	if !slices.Equal(out, []string{"DELETED gone u2@6"}) {
+		t.Errorf("sweep delivered %q, want only the DELETED of gone", out)
+	}
+	var left []string
+	for k := range l.entries {
+		left = append(left, k.name)
+	}
+	slices.Sort(left)
+	if !slices.Equal(left, []string{"kept", "newer"}) {
+		t.Errorf("entries left %q, want kept and newer", left)
+	}
+	if l.overlap || l.tombs != nil {
+		t.Error("sweep left the overlap on")
+	}
+}
+
+// BenchmarkAdmit measures the admission step for one UPDATED of one of 10k
+// objects (the queue is a no-op here).
+func BenchmarkAdmit(b *testing.B) {
+	const objects = 10_000
+	l := newResourceLedger(cmGVR, "ConfigMap", func(*delivery) {}, func(string, ...any) {})
+	l.bind(compileRules(b, "resources:\n  - {gvr: v1/configmaps}\n"), nil)
+	versions := make([][]*unstructured.Unstructured, objects)
+	for i := range objects {
+		name := fmt.Sprintf("cm-%d", i)
+		for rv := range 8 {
+			versions[i] = append(versions[i], obj(name, "uid-"+name, strconv.Itoa(1+rv*objects+i)))
+		}
+		l.admit(config.Added, versions[i][0], nil, true)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for n := range b.N {
+		i, round := n%objects, 1+(n/objects)%7
+		l.admit(config.Updated, versions[i][round], versions[i][round-1], false)
+		if round == 7 && i == objects-1 {
+			b.StopTimer()
+			for j := range objects { // back to the first state for the next rounds
+				l.entries[nsName{"ns", fmt.Sprintf("cm-%d", j)}].rv = 0
+			}
+			b.StartTimer()
+		}
+	}
+}
+
+// BenchmarkLedgerMemory reports the ledger's own bytes per object: the
+// objects themselves belong to the informer's cache and are only pointed to.
+func BenchmarkLedgerMemory(b *testing.B) {
+	const objects = 100_000
+	objs := make([]*unstructured.Unstructured, objects)
+	for i := range objs {
+		name := fmt.Sprintf("cm-%d", i)
+		objs[i] = obj(name, fmt.Sprintf("%08d-0000-0000-0000-000000000000", i), strconv.Itoa(i+1))
+	}
+	var perObject float64
+	for range b.N {
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		l := newResourceLedger(cmGVR, "ConfigMap", func(*delivery) {}, func(string, ...any) {})
+		for _, u := range objs {
+			l.admit(config.Added, u, nil, true)
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		perObject = float64(after.HeapAlloc-before.HeapAlloc) / objects
+		runtime.KeepAlive(l)
+	}
+	b.ReportMetric(perObject, "bytes/object")
+}
