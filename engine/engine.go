@@ -212,10 +212,10 @@ func New(opts Options) (*Engine, error) {
 		return nil, fmt.Errorf("engine: discovery client: %w", err)
 	}
 	e := &Engine{
-		opts:    opts,
-		log:     opts.Diag,
-		dyn:     dyn,
-		disc:    disc,
+		opts:      opts,
+		log:       opts.Diag,
+		dyn:       dyn,
+		disc:      disc,
 		kick:      make(chan struct{}, 1),
 		resources: map[schema.GroupVersionResource]*resource{},
 		appeared:  map[schema.GroupVersionResource]uint64{},

@@ -415,4 +415,6 @@ func TestQueueIsFair(t *testing.T) {
 // handlerFunc adapts a function to Handler.
 type handlerFunc func(ctx context.Context, m *Matched, plugin string) error
 
-func (f handlerFunc) Handle(ctx context.Context, m *Matched, plugin string) error { return f(ctx, m, plugin) }
+func (f handlerFunc) Handle(ctx context.Context, m *Matched, plugin string) error {
+	return f(ctx, m, plugin)
+}
