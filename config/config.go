@@ -11,6 +11,7 @@ package config
 import (
 	"encoding/json"
 	"fmt"
+	"path/filepath"
 	"regexp"
 	"time"
 
@@ -20,14 +21,20 @@ import (
 
 // Config is the parsed file, as the user wrote it.
 type Config struct {
-	LogLevel        string           `yaml:"log_level"`
-	AutoShutdownSec int              `yaml:"auto_shutdown_sec"`
-	Workers         int              `yaml:"workers"`
-	MaxRetries      *int             `yaml:"max_retries"`
-	CELLimits       CELLimits        `yaml:"cel_limits"`
-	Namespaces      []NamespaceEntry `yaml:"namespaces"`
-	Resources       []ResourceEntry  `yaml:"resources"`
-	Plugins         []Plugin         `yaml:"plugins"`
+	LogLevel        string `yaml:"log_level"`
+	AutoShutdownSec int    `yaml:"auto_shutdown_sec"`
+	Workers         int    `yaml:"workers"`
+	MaxRetries      *int   `yaml:"max_retries"`
+	// MaxPendingPerObject bounds one object's backlog of undelivered
+	// events; 0 means the default (1000).
+	MaxPendingPerObject int `yaml:"max_pending_per_object"`
+	// StateDir, when set, is where the delivery ledger is kept across
+	// restarts.
+	StateDir   string           `yaml:"state_dir"`
+	CELLimits  CELLimits        `yaml:"cel_limits"`
+	Namespaces []NamespaceEntry `yaml:"namespaces"`
+	Resources  []ResourceEntry  `yaml:"resources"`
+	Plugins    []Plugin         `yaml:"plugins"`
 
 	// Rules is the normalized form of Namespaces and Resources, in file
 	// order, filled by Parse.
@@ -85,6 +92,15 @@ type Plugin struct {
 	MemoryLimit  string   `yaml:"memory_limit"`
 	AllowedHosts []string `yaml:"allowed_hosts"`
 	MaxCalls     int      `yaml:"max_calls"`
+}
+
+// FilePath resolves a path written in the config: relative paths are
+// relative to the config file's folder.
+func (c *Config) FilePath(p string) string {
+	if p == "" || filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(filepath.Dir(c.Path), p)
 }
 
 // ConfigJSON returns the plugin's config as JSON, the form plugins read.

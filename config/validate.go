@@ -30,6 +30,9 @@ func (c *Config) validate(fail func(int, string, string)) {
 	if c.MaxRetries != nil && *c.MaxRetries < 0 {
 		bad("max_retries", "must be 0 or positive, got %d", *c.MaxRetries)
 	}
+	if c.MaxPendingPerObject < 0 || c.MaxPendingPerObject == 1 {
+		bad("max_pending_per_object", "must be at least 2 (0 for the default, 1000), got %d", c.MaxPendingPerObject)
+	}
 
 	plugins := map[string]bool{}
 	for i, p := range c.Plugins {

@@ -54,6 +54,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		opts.MaxRetries = &n
 		return nil
 	})
+	fs.StringVar(&opts.StateDir, "state-dir", "", "keep the delivery ledger in this folder across restarts (overrides state_dir)")
 	qps := fs.Float64("qps", 50, "API client queries per second")
 	fs.IntVar(&opts.Burst, "burst", 100, "API client burst")
 	if err := fs.Parse(args); err != nil {

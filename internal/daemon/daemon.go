@@ -23,6 +23,7 @@ import (
 	"github.com/faro-dev/faro/engine"
 	"github.com/faro-dev/faro/internal/celpred"
 	"github.com/faro-dev/faro/internal/logging"
+	"github.com/faro-dev/faro/internal/state"
 	"github.com/faro-dev/faro/internal/wasmhost"
 	"github.com/faro-dev/faro/rules"
 )
@@ -45,6 +46,9 @@ type Options struct {
 	Workers int
 	// MaxRetries overrides the config when not nil; 0 means no retries.
 	MaxRetries *int
+	// StateDir overrides state_dir: where the delivery ledger is kept
+	// across restarts.
+	StateDir string
 
 	Stdout, Stderr io.Writer
 }
@@ -94,15 +98,27 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	defer host.Close(context.WithoutCancel(ctx))
 	r := &router{events: logs.Events, diag: logs.Diag, json: json}
-	eng, err := engine.New(engine.Options{
-		Config:     restCfg,
-		Events:     logs.Events,
-		Diag:       logs.Diag,
-		JSON:       json,
-		Handler:    r,
-		Workers:    workers,
-		MaxRetries: maxRetries(opts, cfg),
-	})
+	engOpts := engine.Options{
+		Config:              restCfg,
+		Events:              logs.Events,
+		Diag:                logs.Diag,
+		JSON:                json,
+		Handler:             r,
+		Workers:             workers,
+		MaxRetries:          maxRetries(opts, cfg),
+		MaxPendingPerObject: cfg.MaxPendingPerObject,
+	}
+	if dir := stateDir(opts, cfg); dir != "" {
+		store, err := state.Open(state.Options{Dir: dir, Log: logs.Diag.Named("state")})
+		if err != nil {
+			return err
+		}
+		// Closed after the engine has stopped: its last marks are committed.
+		defer store.Close()
+		engOpts.Checkpoint = store
+		logs.Diag.Info("delivery ledger kept across restarts", "state_dir", dir)
+	}
+	eng, err := engine.New(engOpts)
 	if err != nil {
 		return err
 	}
@@ -132,14 +148,7 @@ func Run(ctx context.Context, opts Options) error {
 	res := eng.Apply(ctx, set)
 	d.log.Info("watching", "informers", len(res.Started), "pending", res.Pending)
 
-	watchDone, err := d.watchConfig(ctx, loaded)
-	if err != nil {
-		// Faro still does its job; only edits on disk go unnoticed.
-		d.log.Error("cannot follow the config file; hot reload is off until restart", "error", err)
-		closed := make(chan struct{})
-		close(closed)
-		watchDone = closed
-	}
+	watchDone := d.watchConfig(ctx, loaded)
 	err = eng.Run(ctx)
 	<-watchDone
 	if errors.Is(context.Cause(ctx), errAutoShutdown) {
@@ -344,6 +353,15 @@ func firstPositive(vs ...int) int {
 		}
 	}
 	return 0
+}
+
+// stateDir is the --state-dir flag, else state_dir (relative to the config
+// file); "" keeps the ledger in memory only.
+func stateDir(opts Options, cfg *config.Config) string {
+	if opts.StateDir != "" {
+		return opts.StateDir
+	}
+	return cfg.FilePath(cfg.StateDir)
 }
 
 // defaultMaxRetries applies when neither flag nor config sets max_retries.

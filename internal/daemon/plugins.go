@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"reflect"
 	"slices"
 	"sync"
@@ -33,10 +32,7 @@ type pluginSet map[string]*loadedPlugin
 
 // pluginPath resolves a plugin's path relative to the config file.
 func pluginPath(cfg *config.Config, p config.Plugin) string {
-	if filepath.IsAbs(p.Path) {
-		return p.Path
-	}
-	return filepath.Join(filepath.Dir(cfg.Path), p.Path)
+	return cfg.FilePath(p.Path)
 }
 
 // loadPlugins compiles the plugins cfg declares, reusing from prev those

@@ -30,33 +30,35 @@ const debounce = 25 * time.Millisecond
 // by rename; a ConfigMap volume swaps a ..data symlink; both show up as
 // events in the folder), and SIGHUP. A burst of events is one reload, and
 // only when the content of the config or of a plugin file differs from
-// last, the fingerprint of what was last loaded. The returned channel closes
-// when the watcher has stopped.
-func (d *daemon) watchConfig(ctx context.Context, last []byte) (<-chan struct{}, error) {
-	w, err := fsnotify.NewWatcher()
-	if err != nil {
-		return nil, fmt.Errorf("watch config: %w", err)
-	}
-	if err := w.Add(filepath.Dir(d.opts.ConfigPath)); err != nil {
-		w.Close()
-		return nil, fmt.Errorf("watch config folder: %w", err)
-	}
-	d.watchPluginFolders(w)
+// last, the fingerprint of what was last loaded. When the folders cannot be
+// watched, the error is logged and SIGHUP still reloads. The returned
+// channel closes when the watcher has stopped.
+func (d *daemon) watchConfig(ctx context.Context, last []byte) <-chan struct{} {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
+	w, err := d.newFileWatcher()
+	var events <-chan fsnotify.Event
+	var errs <-chan error
+	if err != nil {
+		d.log.Error("cannot follow the config file; edits apply on SIGHUP only", "error", err)
+	} else {
+		events, errs = w.Events, w.Errors
+	}
 	done := make(chan struct{})
 	quiet := time.NewTimer(0) // a first check catches edits made while starting
 	go func() {
 		defer close(done)
-		defer w.Close()
 		defer signal.Stop(hup)
+		if w != nil {
+			defer w.Close()
+		}
 		for {
 			select {
 			case <-ctx.Done():
 				return
-			case err := <-w.Errors:
+			case err := <-errs:
 				d.log.Warn("config watch error", "error", err)
-			case <-w.Events:
+			case <-events:
 				quiet.Reset(debounce)
 			case <-quiet.C:
 				data, err := os.ReadFile(d.opts.ConfigPath)
@@ -81,12 +83,29 @@ func (d *daemon) watchConfig(ctx context.Context, last []byte) (<-chan struct{},
 			}
 		}
 	}()
-	return done, nil
+	return done
+}
+
+// newFileWatcher watches the config file's folder and the plugin folders.
+func (d *daemon) newFileWatcher() (*fsnotify.Watcher, error) {
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		return nil, fmt.Errorf("watch config: %w", err)
+	}
+	if err := w.Add(filepath.Dir(d.opts.ConfigPath)); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("watch config folder: %w", err)
+	}
+	d.watchPluginFolders(w)
+	return w, nil
 }
 
 // watchPluginFolders adds the folders of the plugin files the last loaded
-// config names to w (adding one twice is harmless).
+// config names to w (adding one twice is harmless); nothing without w.
 func (d *daemon) watchPluginFolders(w *fsnotify.Watcher) {
+	if w == nil {
+		return
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for _, p := range d.attempted.Plugins {
@@ -212,5 +231,11 @@ func (d *daemon) restartNeeded(old, new *config.Config) {
 	}
 	if derefInt(old.MaxRetries) != derefInt(new.MaxRetries) {
 		d.log.Warn("max_retries changed in the config; it applies after a restart", "running", derefInt(old.MaxRetries), "config", derefInt(new.MaxRetries))
+	}
+	if old.MaxPendingPerObject != new.MaxPendingPerObject {
+		d.log.Warn("max_pending_per_object changed in the config; it applies after a restart", "running", old.MaxPendingPerObject, "config", new.MaxPendingPerObject)
+	}
+	if old.StateDir != new.StateDir {
+		d.log.Warn("state_dir changed in the config; it applies after a restart", "running", old.StateDir, "config", new.StateDir)
 	}
 }

@@ -1,8 +1,15 @@
 package daemon
 
 import (
+	"context"
+	"os"
+	"path/filepath"
 	"slices"
+	"syscall"
 	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
 
 	"github.com/faro-dev/faro/config"
 	"github.com/faro-dev/faro/rules"
@@ -36,5 +43,27 @@ func TestDiffRules(t *testing.T) {
 	added, removed, changed = diffRules(old, moved)
 	if !slices.Equal(added, []string{"resources[0]"}) || len(removed) != 0 || len(changed) != 0 {
 		t.Errorf("insert diff = added %v removed %v changed %v", added, removed, changed)
+	}
+}
+
+// TestSIGHUPWithoutFileWatch: when the config folder cannot be watched,
+// SIGHUP still reloads (and does not kill the process, its default action).
+func TestSIGHUPWithoutFileWatch(t *testing.T) {
+	d := &daemon{opts: Options{ConfigPath: filepath.Join(t.TempDir(), "gone", "faro.yaml")}, log: hclog.NewNullLogger(), attempted: &config.Config{}}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := d.watchConfig(ctx, nil)
+	defer func() {
+		cancel()
+		<-done
+	}()
+	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for d.Reloads.Refused.Load() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("SIGHUP did not reload")
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
