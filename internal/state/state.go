@@ -13,9 +13,11 @@ package state
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -114,14 +116,61 @@ func Open(opts Options) (*Store, error) {
 }
 
 // openBolt opens the file; bbolt panics on some damaged files instead of
-// returning an error.
+// returning an error, and a file shorter than its meta page says faults
+// when bbolt reads the missing pages, so that is checked first.
 func openBolt(path string) (db *bolt.DB, err error) {
+	if err := checkLength(path); err != nil {
+		return nil, err
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("damaged: %v", r)
 		}
 	}()
 	return bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second})
+}
+
+// checkLength refuses a bbolt file cut short (a torn copy, a full disk):
+// bbolt uses the valid meta page with the highest transaction id, and
+// reads every page below its high-water mark.
+func checkLength(path string) error {
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil || st.Size() == 0 {
+		return err
+	}
+	const header, magic, version = 16, 0xED0CDAED, 2 // page header; bbolt's meta marks
+	meta := func(off int64) (pageSize, pages, txid uint64, ok bool) {
+		b := make([]byte, 64)
+		if _, err := f.ReadAt(b, off+header); err != nil {
+			return 0, 0, 0, false
+		}
+		le := binary.LittleEndian
+		sum := fnv.New64a()
+		sum.Write(b[:56])
+		if le.Uint32(b[0:]) != magic || le.Uint32(b[4:]) != version || le.Uint64(b[56:]) != sum.Sum64() {
+			return 0, 0, 0, false
+		}
+		return uint64(le.Uint32(b[8:])), le.Uint64(b[40:]), le.Uint64(b[48:]), true
+	}
+	size, pages, txid, ok := meta(0)
+	if !ok {
+		size = uint64(os.Getpagesize()) // where bbolt looks for the second one then
+	}
+	if size2, pages2, txid2, ok2 := meta(int64(size)); ok2 && (!ok || txid2 > txid) {
+		size, pages, ok = size2, pages2, true
+	}
+	if ok && uint64(st.Size()) < pages*size {
+		return fmt.Errorf("truncated: %d bytes, its meta page needs %d", st.Size(), pages*size)
+	}
+	return nil
 }
 
 // load checks the format mark (writing it into a new, empty file) and reads
