@@ -101,7 +101,7 @@ func TestWatchReplacedBeforeItListed(t *testing.T) {
 	stays := fmt.Sprintf("resources:\n  - gvr: v1/configmaps\n    namespace_patterns: [%q]\n    name_pattern: hot\n", ns)
 	configs := []string{
 		stays,
-		stays + "  - gvr: v1/configmaps\n    namespace_patterns: [\"replace-twice-.*\"]\n",        // all namespaces
+		stays + "  - gvr: v1/configmaps\n    namespace_patterns: [\"replace-twice-.*\"]\n",   // all namespaces
 		stays + fmt.Sprintf("  - gvr: v1/configmaps\n    namespace_patterns: [%q]\n", other), // two namespaces
 	}
 	f := startFaro(t, stays)
