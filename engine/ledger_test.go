@@ -301,3 +301,25 @@ func BenchmarkLedgerMemory(b *testing.B) {
 	}
 	b.ReportMetric(perObject, "bytes/object")
 }
+
+// TestLedgerTombstonesAreBounded: while watches overlap (a replacement that
+// cannot list keeps them overlapping), deletions are kept as tombstones up
+// to maxTombstones, oldest forgotten first, with one warning.
+func TestLedgerTombstonesAreBounded(t *testing.T) {
+	l, _, warned := testLedger()
+	l.setOverlap(true)
+	for i := range maxTombstones + 5 {
+		name := fmt.Sprintf("cm-%d", i)
+		l.admit(config.Added, obj(name, "u"+name, strconv.Itoa(2*i+1)), nil, false)
+		l.admit(config.Deleted, obj(name, "u"+name, strconv.Itoa(2*i+2)), nil, false)
+	}
+	if n := len(l.entries); n != maxTombstones {
+		t.Errorf("%d tombstones kept, want %d", n, maxTombstones)
+	}
+	if _, ok := l.entries[nsName{"ns", "cm-0"}]; ok {
+		t.Error("the oldest tombstone was kept")
+	}
+	if len(*warned) != 1 {
+		t.Errorf("warnings %q, want one", *warned)
+	}
+}
