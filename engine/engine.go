@@ -83,6 +83,9 @@ type Options struct {
 	// MaxPendingPerObject bounds one object's backlog (default 1000): past
 	// it, consecutive UPDATEDs are collapsed into one.
 	MaxPendingPerObject int
+	// Shard, when its Total is above 1, restricts the engine to its share
+	// of every resource's objects.
+	Shard Shard
 	// Checkpoint, when set, keeps the ledger across restarts: shutdown then
 	// leaves what is not delivered for the next start instead of draining.
 	Checkpoint Checkpoint
@@ -130,6 +133,9 @@ func (o *Options) validate() error {
 	}
 	if o.Events == nil || o.Diag == nil {
 		errs = append(errs, errors.New("engine: Options.Events and Options.Diag are required"))
+	}
+	if o.Shard.Total < 0 || o.Shard.Index < 0 || (o.Shard.Total > 0 && o.Shard.Index >= o.Shard.Total) {
+		errs = append(errs, fmt.Errorf("engine: shard %d of %d: want 0 <= shard < total", o.Shard.Index, o.Shard.Total))
 	}
 	if o.Workers < 0 || o.MaxRetries < 0 {
 		errs = append(errs, errors.New("engine: Workers and MaxRetries must not be negative"))

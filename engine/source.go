@@ -58,7 +58,7 @@ const watchWarnEvery = time.Minute
 // stopped. Called with e.mu held.
 func (e *Engine) startInformer(ctx context.Context, rsc *resource, k watchKey) {
 	w := &informer{key: k, done: make(chan struct{})}
-	w.inf = cache.NewSharedIndexInformerWithOptions(e.listWatch(w), &unstructured.Unstructured{}, cache.SharedIndexInformerOptions{})
+	w.inf = cache.NewSharedIndexInformerWithOptions(e.opts.Shard.filter(e.listWatch(w)), &unstructured.Unstructured{}, cache.SharedIndexInformerOptions{})
 	_ = w.inf.SetTransform(stripManagedFields)
 	var lastWarn time.Time // owned by the reflector's goroutine
 	_ = w.inf.SetWatchErrorHandlerWithContext(func(ctx context.Context, _ *cache.Reflector, err error) {

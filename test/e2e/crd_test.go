@@ -112,12 +112,21 @@ resources:
 	f.waitDiag(waitTime, "resource not watched yet")
 
 	gvr := createCRD(t, group)
+	// Created before Faro has listed the new resource, but after it was
+	// served: news, not initial state.
+	createWidget(t, gvr, ns, "ns-early")
 	f.waitDiag(waitTime, "informer synced", gvrText)
 	createWidget(t, gvr, ns, "ns-w1")
 	createWidget(t, gvr, ns, "res-w1")
 	createWidget(t, gvr, ns, "other")
 	f.waitEvent(msg("ADDED", gvrText, ns+"/ns-w1"), waitTime)
 	f.waitEvent(msg("ADDED", gvrText, ns+"/res-w1"), waitTime)
+	f.waitEvent(msg("ADDED", gvrText, ns+"/ns-early"), waitTime)
+	for _, e := range f.snapshot() {
+		if e.GVR == gvrText && e.Initial {
+			t.Errorf("%s: a custom resource created after its CRD was served is marked initial", e)
+		}
+	}
 
 	if err := dyn.Resource(crdGVR).Delete(t.Context(), "widgets."+group, metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)

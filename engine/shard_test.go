@@ -1,0 +1,97 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"testing"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	apiwatch "k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/tools/cache"
+)
+
+// TestShardsPartitionObjects: every object belongs to exactly one of the
+// shards, whatever its UID, and the shards share the load.
+func TestShardsPartitionObjects(t *testing.T) {
+	const total, objects = 3, 3000
+	per := make([]int, total)
+	for i := range objects {
+		ns, name := fmt.Sprintf("ns-%d", i%7), fmt.Sprintf("obj-%d", i)
+		owners := 0
+		for s := range total {
+			if (Shard{Index: s, Total: total}).owns(ns, name) {
+				owners++
+				per[s]++
+			}
+		}
+		if owners != 1 {
+			t.Fatalf("%s/%s has %d owners", ns, name, owners)
+		}
+	}
+	for s, n := range per {
+		if n < objects/total/2 {
+			t.Errorf("shard %d owns %d of %d objects", s, n, objects)
+		}
+	}
+	if !(Shard{}).owns("a", "b") || !(Shard{Total: 1}).owns("a", "b") {
+		t.Error("an unsharded engine does not own every object")
+	}
+}
+
+// TestShardFilter: the wrapped ListerWatcher lists and watches only the
+// shard's objects; bookmarks pass.
+func TestShardFilter(t *testing.T) {
+	shard := Shard{Index: 1, Total: 2}
+	var items []unstructured.Unstructured
+	var owned []string
+	for i := range 20 {
+		u := obj(fmt.Sprintf("cm-%d", i), "u", "1")
+		items = append(items, *u)
+		if shard.owns("ns", u.GetName()) {
+			owned = append(owned, u.GetName())
+		}
+	}
+	fw := apiwatch.NewFake()
+	lw := shard.filter(&cache.ListWatch{
+		ListWithContextFunc: func(context.Context, metav1.ListOptions) (runtime.Object, error) {
+			return &unstructured.UnstructuredList{Items: append([]unstructured.Unstructured(nil), items...)}, nil
+		},
+		WatchFuncWithContext: func(context.Context, metav1.ListOptions) (apiwatch.Interface, error) { return fw, nil },
+	})
+	list, err := lw.List(metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var listed []string
+	for _, it := range list.(*unstructured.UnstructuredList).Items {
+		listed = append(listed, it.GetName())
+	}
+	if fmt.Sprint(listed) != fmt.Sprint(owned) || len(owned) == 0 || len(owned) == len(items) {
+		t.Errorf("listed %v, want the shard's %v", listed, owned)
+	}
+	w, err := lw.Watch(metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		for i := range items {
+			fw.Modify(&items[i])
+		}
+		fw.Action(apiwatch.Bookmark, obj("", "", "99"))
+		fw.Stop()
+	}()
+	var watched []string
+	bookmarks := 0
+	for ev := range w.ResultChan() {
+		if ev.Type == apiwatch.Bookmark {
+			bookmarks++
+			continue
+		}
+		watched = append(watched, ev.Object.(*unstructured.Unstructured).GetName())
+	}
+	if fmt.Sprint(watched) != fmt.Sprint(owned) || bookmarks != 1 {
+		t.Errorf("watched %v and %d bookmarks, want %v and 1", watched, bookmarks, owned)
+	}
+}
