@@ -86,6 +86,11 @@ type Options struct {
 	// Shard, when its Total is above 1, restricts the engine to its share
 	// of every resource's objects.
 	Shard Shard
+	// Standby starts the engine without delivering: it queues what it
+	// would deliver and drops what the leader's marks cover (Trim) until
+	// Lead. Such an engine does not drain at shutdown either: the next
+	// leader delivers what it leaves.
+	Standby bool
 	// Checkpoint, when set, keeps the ledger across restarts: shutdown then
 	// leaves what is not delivered for the next start instead of draining.
 	Checkpoint Checkpoint
@@ -190,6 +195,8 @@ type Engine struct {
 	generation atomic.Uint64 // bumped on every discovery
 	crdRV      atomic.Uint64 // newest CRD resource version seen
 	stopping   atomic.Bool   // shutdown: workers take no new event
+	lead       chan struct{} // closed when the engine delivers (see Lead)
+	leadOnce   sync.Once
 	bg         sync.WaitGroup
 
 	mu        sync.Mutex // guards the fields below (control loop, Apply, informers syncing)
@@ -223,6 +230,7 @@ func New(opts Options) (*Engine, error) {
 		dyn:       dyn,
 		disc:      disc,
 		kick:      make(chan struct{}, 1),
+		lead:      make(chan struct{}),
 		resources: map[schema.GroupVersionResource]*resource{},
 		appeared:  map[schema.GroupVersionResource]uint64{},
 		pendErr:   map[string]string{},
@@ -233,6 +241,9 @@ func New(opts Options) (*Engine, error) {
 	}
 	e.pending = pendingEvents{items: map[objKey][]*delivery{}, max: opts.MaxPendingPerObject}
 	e.warnings.every = 10 * time.Second
+	if !opts.Standby {
+		e.Lead()
+	}
 	return e, nil
 }
 
@@ -269,6 +280,11 @@ func (e *Engine) Run(ctx context.Context) error {
 	var workers sync.WaitGroup
 	for range e.opts.Workers {
 		workers.Go(func() {
+			select {
+			case <-e.lead:
+			case <-watchCtx.Done():
+				return // a standby stopped before it led
+			}
 			for e.processNext(workCtx) {
 			}
 		})
@@ -283,7 +299,7 @@ func (e *Engine) Run(ctx context.Context) error {
 	<-crdDone
 	e.bg.Wait()
 	deadline := time.Now().Add(e.opts.DrainTimeout)
-	if e.opts.Checkpoint == nil {
+	if e.opts.Checkpoint == nil && !e.opts.Standby {
 		for e.pending.len() > 0 && time.Now().Before(deadline) {
 			time.Sleep(10 * time.Millisecond)
 		}

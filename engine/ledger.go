@@ -76,6 +76,10 @@ type resourceLedger struct {
 	// tombs, at most maxTombstones).
 	overlap      bool
 	tombs        []nsName
+	// src and srcRV are the informer and version of the event being
+	// admitted: what it delivers is stamped with them.
+	src          *informer
+	srcRV        uint64
 	warnedNonInt bool
 	warnedTombs  bool
 }
@@ -90,15 +94,20 @@ func parseRV(s string) (uint64, bool) {
 	return n, err == nil
 }
 
-// admit passes one informer event through the ledger. old is the informer's
-// previous state on UPDATED; initial marks an ADDED from a watch's initial
-// list.
-func (l *resourceLedger) admit(typ config.EventType, obj, old *unstructured.Unstructured, initial bool) {
+// admit passes one event of informer src through the ledger. old is the
+// informer's previous state on UPDATED; initial marks an ADDED from a
+// watch's initial list.
+func (l *resourceLedger) admit(src *informer, typ config.EventType, obj, old *unstructured.Unstructured, initial bool) {
 	m := metaOf(obj)
 	k, uid := nsName{m.namespace, m.name}, m.uid
 	rv, isInt := parseRV(m.resourceVersion)
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if src != nil {
+		src.marks.saw(rv)
+		l.src, l.srcRV = src, rv
+		defer func() { l.src, l.srcRV = nil, 0 }()
+	}
 	if !isInt && !l.warnedNonInt {
 		l.warnedNonInt = true
 		l.warn("resource versions are not integers; events of this resource cannot be ordered and are delivered as new",
@@ -227,6 +236,7 @@ func (l *resourceLedger) deliver(k nsName, d *delivery) {
 		d.rules = l.rules
 	}
 	d.key = objKey{GVR: l.gvr, Namespace: k.namespace, Name: k.name}
+	d.src, d.rv = l.src, l.srcRV
 	d.isNS, d.ledger = l.isNS, l
 	l.push(d)
 }

@@ -131,7 +131,7 @@ func TestLedgerAdmit(t *testing.T) {
 					uid, rv, _ := strings.Cut(e.old, "@")
 					old = obj(e.name, uid, rv)
 				}
-				l.admit(e.typ, obj(e.name, e.uid, e.rv), old, e.initial)
+				l.admit(nil, e.typ, obj(e.name, e.uid, e.rv), old, e.initial)
 			}
 			var out []string
 			for _, d := range *got {
@@ -164,8 +164,8 @@ func TestLedgerResumedStates(t *testing.T) {
 		}
 		return nil
 	}
-	l.admit(config.Added, obj("a", "u1", "8"), nil, true)
-	l.admit(config.Added, obj("b", "u3", "9"), nil, true)
+	l.admit(nil, config.Added, obj("a", "u1", "8"), nil, true)
+	l.admit(nil, config.Added, obj("b", "u3", "9"), nil, true)
 	want := []string{"UPDATED a u1@8 old=u1@5", "DELETED b u2@6", "ADDED b u3@9"}
 	var out []string
 	for _, d := range *got {
@@ -185,11 +185,11 @@ func TestLedgerBind(t *testing.T) {
 	l, got, _ := testLedger()
 	old := compileRules(t, "resources:\n  - {gvr: v1/configmaps}\n")
 	l.bind(old, nil)
-	l.admit(config.Added, obj("a", "u1", "5"), nil, false)
-	l.admit(config.Updated, obj("a", "u1", "6"), obj("a", "u1", "5"), false)
+	l.admit(nil, config.Added, obj("a", "u1", "5"), nil, false)
+	l.admit(nil, config.Updated, obj("a", "u1", "6"), obj("a", "u1", "5"), false)
 	l.setOverlap(true)
-	l.admit(config.Added, obj("b", "u2", "7"), nil, false)
-	l.admit(config.Deleted, obj("b", "u2", "8"), nil, false) // a tombstone: no initial event
+	l.admit(nil, config.Added, obj("b", "u2", "7"), nil, false)
+	l.admit(nil, config.Deleted, obj("b", "u2", "8"), nil, false) // a tombstone: no initial event
 	both := compileRules(t, "resources:\n  - {gvr: v1/configmaps}\n  - {gvr: v1/configmaps, name_pattern: a}\n")
 	*got = nil
 	l.bind(both, both[1:])
@@ -200,7 +200,7 @@ func TestLedgerBind(t *testing.T) {
 	if describeDelivery(d) != "ADDED a u1@6 initial" || len(d.rules) != 1 || d.rules[0] != both[1] {
 		t.Errorf("bind delivered %s for %d rules", describeDelivery(d), len(d.rules))
 	}
-	l.admit(config.Updated, obj("a", "u1", "9"), obj("a", "u1", "6"), false)
+	l.admit(nil, config.Updated, obj("a", "u1", "9"), obj("a", "u1", "6"), false)
 	if d := (*got)[1]; !sameRules(d.rules, both) {
 		t.Errorf("a later event is for %d rules, want the whole bound set", len(d.rules))
 	}
@@ -259,13 +259,13 @@ func BenchmarkAdmit(b *testing.B) {
 		for rv := range 8 {
 			versions[i] = append(versions[i], obj(name, "uid-"+name, strconv.Itoa(1+rv*objects+i)))
 		}
-		l.admit(config.Added, versions[i][0], nil, true)
+		l.admit(nil, config.Added, versions[i][0], nil, true)
 	}
 	b.ReportAllocs()
 	b.ResetTimer()
 	for n := range b.N {
 		i, round := n%objects, 1+(n/objects)%7
-		l.admit(config.Updated, versions[i][round], versions[i][round-1], false)
+		l.admit(nil, config.Updated, versions[i][round], versions[i][round-1], false)
 		if round == 7 && i == objects-1 {
 			b.StopTimer()
 			for j := range objects { // back to the first state for the next rounds
@@ -292,7 +292,7 @@ func BenchmarkLedgerMemory(b *testing.B) {
 		runtime.ReadMemStats(&before)
 		l := newResourceLedger(cmGVR, "ConfigMap", func(*delivery) {}, func(string, ...any) {})
 		for _, u := range objs {
-			l.admit(config.Added, u, nil, true)
+			l.admit(nil, config.Added, u, nil, true)
 		}
 		runtime.GC()
 		runtime.ReadMemStats(&after)
@@ -310,8 +310,8 @@ func TestLedgerTombstonesAreBounded(t *testing.T) {
 	l.setOverlap(true)
 	for i := range maxTombstones + 5 {
 		name := fmt.Sprintf("cm-%d", i)
-		l.admit(config.Added, obj(name, "u"+name, strconv.Itoa(2*i+1)), nil, false)
-		l.admit(config.Deleted, obj(name, "u"+name, strconv.Itoa(2*i+2)), nil, false)
+		l.admit(nil, config.Added, obj(name, "u"+name, strconv.Itoa(2*i+1)), nil, false)
+		l.admit(nil, config.Deleted, obj(name, "u"+name, strconv.Itoa(2*i+2)), nil, false)
 	}
 	if n := len(l.entries); n != maxTombstones {
 		t.Errorf("%d tombstones kept, want %d", n, maxTombstones)

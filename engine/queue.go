@@ -34,6 +34,11 @@ type delivery struct {
 	// rules); ledger is the ledger that admitted it.
 	rules  []*rules.Rule
 	ledger *resourceLedger
+	// src is the informer whose event this is, rv its resource version
+	// (nil and 0 for events the ledger made up: initial events of new
+	// rules, deletions found by a sweep).
+	src *informer
+	rv  uint64
 
 	// Owned by the worker holding the key.
 	matched bool
@@ -43,6 +48,14 @@ type delivery struct {
 
 // started reports whether a worker began processing d.
 func (d *delivery) started() bool { return d.matched }
+
+// srcKey names d's informer as Marks does; "" when d has none.
+func (d *delivery) srcKey() string {
+	if d.src == nil {
+		return ""
+	}
+	return d.src.key.String()
+}
 
 // pendingEvents holds every object's undelivered events, oldest first. The
 // workqueue deduplicates keys; an object's events are collapsed only past
@@ -126,6 +139,9 @@ func (e *Engine) enqueue(d *delivery) {
 		e.warnings.warn(e.log, "compact:"+gvrString(k.GVR), "backlog of an object over max_pending_per_object; collapsing its UPDATEDs",
 			"gvr", gvrString(k.GVR), "object", describe(k.Namespace, k.Name), "max_pending_per_object", e.pending.max)
 	}
+	if !compacted && d.src != nil {
+		d.src.marks.queued(d.rv)
+	}
 	if first {
 		e.queue.Add(k)
 	}
@@ -175,6 +191,9 @@ func (e *Engine) processNext(ctx context.Context) bool {
 // delivered advances the ledger's delivered mark: the Checkpoint records the
 // event once its last handler is done.
 func (e *Engine) delivered(d *delivery) {
+	if d.src != nil {
+		d.src.marks.done(d.rv)
+	}
 	if e.opts.Checkpoint == nil || d.ledger == nil || d.ledger.forgotten.Load() {
 		return
 	}

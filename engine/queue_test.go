@@ -128,7 +128,7 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 
 // admit passes an event of the test engine's configmaps through its ledger.
 func admit(e *Engine, typ config.EventType, u *unstructured.Unstructured) {
-	e.resources[cmGVR].ledger.admit(typ, u, nil, false)
+	e.resources[cmGVR].ledger.admit(nil, typ, u, nil, false)
 }
 
 func cm(name string, rv int) *unstructured.Unstructured {
@@ -362,7 +362,7 @@ func TestQueueCompactsABacklog(t *testing.T) {
 	admit(e, config.Added, prev)
 	for rv := 2; rv <= 100; rv++ {
 		u := cm("hot", rv)
-		e.resources[cmGVR].ledger.admit(config.Updated, u, prev, false)
+		e.resources[cmGVR].ledger.admit(nil, config.Updated, u, prev, false)
 		prev = u
 	}
 	if n := e.pending.len(); n > 5 {

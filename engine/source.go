@@ -48,6 +48,7 @@ type informer struct {
 	// listed is the resource version of its last list (or of the end of
 	// the initial events of a watch-list): its cache is complete up to it.
 	listed atomic.Uint64
+	marks  watchMarks
 }
 
 // watchWarnEvery bounds how often a failing watch is reported at WARN.
@@ -82,7 +83,7 @@ func (e *Engine) startInformer(ctx context.Context, rsc *resource, k watchKey) {
 	reg, _ := w.inf.AddEventHandler(cache.ResourceEventHandlerDetailedFuncs{
 		AddFunc: func(obj any, initial bool) {
 			if u, ok := obj.(*unstructured.Unstructured); ok {
-				l.admit(config.Added, u, nil, initial)
+				l.admit(w, config.Added, u, nil, initial)
 			}
 		},
 		UpdateFunc: func(oldObj, newObj any) {
@@ -91,14 +92,14 @@ func (e *Engine) startInformer(ctx context.Context, rsc *resource, k watchKey) {
 			if !ok1 || !ok2 || o.GetResourceVersion() == n.GetResourceVersion() {
 				return // a resync, not a change
 			}
-			l.admit(config.Updated, n, o, false)
+			l.admit(w, config.Updated, n, o, false)
 		},
 		DeleteFunc: func(obj any) {
 			if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
 				obj = t.Obj
 			}
 			if u, ok := obj.(*unstructured.Unstructured); ok {
-				l.admit(config.Deleted, u, nil, false)
+				l.admit(w, config.Deleted, u, nil, false)
 			}
 		},
 	})

@@ -12,6 +12,7 @@ import (
 	"os/signal"
 	"strconv"
 	"syscall"
+	"time"
 
 	"github.com/faro-dev/faro/internal/daemon"
 )
@@ -55,6 +56,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return nil
 	})
 	fs.StringVar(&opts.StateDir, "state-dir", "", "keep the delivery ledger in this folder across restarts (overrides state_dir)")
+	fs.BoolVar(&opts.LeaderElection.Enabled, "leader-elect", false, "report only while holding a Lease; other replicas stand by hot")
+	fs.StringVar(&opts.LeaderElection.Namespace, "leader-elect-resource-namespace", "", "namespace of the Lease (default: the pod's, else default)")
+	fs.StringVar(&opts.LeaderElection.Name, "leader-elect-resource-name", "faro", "name of the Lease (-shard-N is appended when sharded)")
+	fs.DurationVar(&opts.LeaderElection.LeaseDuration, "leader-elect-lease-duration", 15*time.Second, "how long a lease lasts without renewal")
+	fs.DurationVar(&opts.LeaderElection.RenewDeadline, "leader-elect-renew-deadline", 10*time.Second, "how long the leader retries renewing before it gives up")
+	fs.DurationVar(&opts.LeaderElection.RetryPeriod, "leader-elect-retry-period", 2*time.Second, "how often to try to acquire or renew the lease (and to publish delivered marks)")
+	fs.IntVar(&opts.Shard, "shard", 0, "this replica's shard, 0 <= shard < total-shards")
+	fs.IntVar(&opts.TotalShards, "total-shards", 1, "how many shards split every resource's objects (by hash of namespace/name)")
 	qps := fs.Float64("qps", 50, "API client queries per second")
 	fs.IntVar(&opts.Burst, "burst", 100, "API client burst")
 	if err := fs.Parse(args); err != nil {

@@ -49,6 +49,11 @@ type Options struct {
 	// StateDir overrides state_dir: where the delivery ledger is kept
 	// across restarts.
 	StateDir string
+	// LeaderElection makes only the holder of a Lease report.
+	LeaderElection LeaderElection
+	// Shard and TotalShards split every resource's objects between
+	// replicas (TotalShards 0 or 1: no sharding).
+	Shard, TotalShards int
 
 	Stdout, Stderr io.Writer
 }
@@ -107,6 +112,8 @@ func Run(ctx context.Context, opts Options) error {
 		Workers:             workers,
 		MaxRetries:          maxRetries(opts, cfg),
 		MaxPendingPerObject: cfg.MaxPendingPerObject,
+		Shard:               engine.Shard{Index: opts.Shard, Total: opts.TotalShards},
+		Standby:             opts.LeaderElection.Enabled,
 	}
 	if dir := stateDir(opts, cfg); dir != "" {
 		store, err := state.Open(state.Options{Dir: dir, Log: logs.Diag.Named("state")})
@@ -149,8 +156,29 @@ func Run(ctx context.Context, opts Options) error {
 	d.log.Info("watching", "informers", len(res.Started), "pending", res.Pending)
 
 	watchDone := d.watchConfig(ctx, loaded)
+	electionDone := make(chan struct{})
+	if le := opts.LeaderElection; le.Enabled {
+		le = leaderDefaults(le, opts.Shard, opts.TotalShards)
+		el, err := newElector(restCfg, le, eng, d.log, func(bool) {})
+		if err != nil {
+			return err
+		}
+		go func() {
+			defer close(electionDone)
+			if err := el.run(ctx, func() { cancel(errLostLease) }); err != nil {
+				cancel(fmt.Errorf("leader election: %w", err))
+			}
+		}()
+	} else {
+		close(electionDone)
+	}
 	err = eng.Run(ctx)
 	<-watchDone
+	<-electionDone
+	// A lost lease or a failed election ends the run with an error.
+	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) && !errors.Is(cause, errAutoShutdown) {
+		err = cause
+	}
 	if errors.Is(context.Cause(ctx), errAutoShutdown) {
 		d.log.Info("auto-shutdown: time is up")
 	}
