@@ -74,8 +74,8 @@ type resourceLedger struct {
 	// overlap is set while a replaced watch still runs beside its
 	// successor: deletions are then kept as tombstones (oldest first in
 	// tombs, at most maxTombstones).
-	overlap      bool
-	tombs        []nsName
+	overlap bool
+	tombs   []nsName
 	// src and srcRV are the informer and version of the event being
 	// admitted: what it delivers is stamped with them.
 	src          *informer

@@ -16,7 +16,14 @@ func TestWatchMarks(t *testing.T) {
 		do   func()
 		want uint64
 	}{
-		{func() { m.saw(5); m.queued(5); m.saw(6); m.queued(6); m.saw(7); m.queued(7) }, 4},
+		{func() {
+			m.saw(5)
+			m.queued(5)
+			m.saw(6)
+			m.queued(6)
+			m.saw(7)
+			m.queued(7)
+		}, 4},
 		{func() { m.done(6) }, 4},
 		{func() { m.done(5) }, 6},
 		{func() { m.saw(8) }, 6}, // dropped by the ledger: seen, nothing queued

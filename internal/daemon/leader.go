@@ -27,8 +27,8 @@ import (
 // annotation of a second Lease, NAME-marks) every RetryPeriod. A Lease, not a
 // ConfigMap, so that a rule on ConfigMaps does not see Faro's own writes.
 type LeaderElection struct {
-	Enabled                                  bool
-	Namespace, Name                          string
+	Enabled                                   bool
+	Namespace, Name                           string
 	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
 }
 
