@@ -6,7 +6,7 @@ export FARO_TESTENV_ASSETS := $(TESTENV)
 
 PLUGINS   := $(notdir $(wildcard plugins/examples/*))
 
-.PHONY: all build test test-unit test-e2e testenv demo plugins fmt lint vet bench clean
+.PHONY: all build test test-unit test-e2e testenv demo plugins image deploy-rbac fmt lint vet bench clean
 
 all: build
 
@@ -24,6 +24,10 @@ plugins:
 		echo "plugins: $$p"; \
 		GOOS=wasip1 GOARCH=wasm $(GO) build -trimpath -buildmode=c-shared -o $(BIN)/plugins/$$p.wasm ./plugins/examples/$$p || exit 1; \
 	done
+
+## deploy-rbac: regenerate deploy/rbac.yaml from deploy/faro.yaml (a test checks they agree)
+deploy-rbac:
+	$(GO) run ./cmd/faro rbac --config deploy/faro.yaml --service-account faro-system/faro --leader-elect > deploy/rbac.yaml
 
 ## test: vet, unit tests with the race detector, then the e2e tests against a real apiserver
 ## (the e2e tests run without -race: the race detector makes wazero compile plugins ~10x slower)
