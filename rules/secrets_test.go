@@ -2,12 +2,13 @@ package rules
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
 
 	"github.com/faro-dev/faro/config"
-	"github.com/faro-dev/faro/internal/celpred"
 )
 
 // secretJSON is a Secret as kubectl apply leaves it: its values in data,
@@ -53,7 +54,8 @@ func TestRedact(t *testing.T) {
 // not reveal secrets sees the marker, in its matches and in its errors; an
 // entry with `secrets: reveal` sees the values.
 func TestSecretsInCEL(t *testing.T) {
-	cfg, err := config.Parse([]byte(`resources:
+	path := filepath.Join(t.TempDir(), "faro.yaml")
+	if err := os.WriteFile(path, []byte(`resources:
   - gvr: v1/secrets
     cel: "object.data[object.data.password] != ''"
   - gvr: v1/secrets
@@ -64,23 +66,15 @@ func TestSecretsInCEL(t *testing.T) {
   - gvr: v1/secrets
     secrets: reveal
     cel: "object.data[object.data.password] != ''"
-`), "faro.yaml")
-	if err != nil {
+`), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	celc, err := celpred.NewCompiler(celpred.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	set, err := Compile(cfg, Options{CEL: celc})
-	if err != nil {
-		t.Fatal(err)
-	}
+	set := loadSet(t, path)
 	old := obj(t, secretJSON)
 	old.Object["data"] = map[string]any{"password": "b2xk", "user": "YWRtaW4="}
 	ev := &Event{Type: config.Updated, Object: obj(t, secretJSON), OldObject: old}
 
-	_, err = set.Rules[0].Matches(context.Background(), ev)
+	_, err := set.Rules[0].Matches(context.Background(), ev)
 	if err == nil {
 		t.Fatal("looking up a redacted value as a key did not fail")
 	}
