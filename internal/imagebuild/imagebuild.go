@@ -209,9 +209,9 @@ func WriteOCIArchive(w io.Writer, img v1.Image, ref string) error {
 		SchemaVersion: 2,
 		MediaType:     types.OCIImageIndex,
 		Manifests: []v1.Descriptor{{
-			MediaType:   types.OCIManifestSchema1,
-			Size:        int64(len(manifest)),
-			Digest:      digest,
+			MediaType: types.OCIManifestSchema1,
+			Size:      int64(len(manifest)),
+			Digest:    digest,
 			// The first for podman and skopeo, the second for Docker/containerd.
 			Annotations: map[string]string{"org.opencontainers.image.ref.name": ref, "io.containerd.image.name": ref},
 		}},
