@@ -153,15 +153,23 @@ func (p *Probes) add(list *[]namedCheck, name string, c Checker) {
 	*list = append(*list, namedCheck{name, c})
 }
 
+// notStarted stands in for the readiness checks until the daemon adds its
+// own: a process that has not begun loading its config is not ready.
+var notStarted = namedCheck{"started", CheckerFunc(func() error { return errors.New("no readiness check registered yet") })}
+
 // handler serves one list of checks, as Kubernetes' own /healthz and
 // /readyz do: 200 "ok" when every check passes, else 503 with one line per
 // check, "[+]name ok" or "[-]name failed: reason". With ?verbose the lines
-// are written on success too.
-func (p *Probes) handler(list *[]namedCheck) http.Handler {
+// are written on success too. An empty list passes, unless ifEmpty is
+// given: it then stands in for the missing checks.
+func (p *Probes) handler(list *[]namedCheck, ifEmpty *namedCheck) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p.mu.Lock()
 		checks := slices.Clone(*list)
 		p.mu.Unlock()
+		if len(checks) == 0 && ifEmpty != nil {
+			checks = []namedCheck{*ifEmpty}
+		}
 		var b strings.Builder
 		failed := false
 		for _, nc := range checks {

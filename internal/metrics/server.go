@@ -18,7 +18,8 @@ type ServerOptions struct {
 	MetricsAddr string
 	// ProbeAddr serves /healthz and /readyz; "" or "0" turns it off.
 	ProbeAddr string
-	// Probes holds the checks; nil serves probes without checks (always ok).
+	// Probes holds the checks; nil serves probes without checks: /healthz
+	// passes, /readyz fails until a readiness check is added.
 	Probes *Probes
 	// Gatherer is what /metrics serves; default Registry.
 	Gatherer RegistererGatherer
@@ -57,8 +58,8 @@ func NewServer(opts ServerOptions) (*Server, error) {
 	}
 	if on(opts.ProbeAddr) {
 		mux := http.NewServeMux()
-		mux.Handle("/healthz", opts.Probes.handler(&opts.Probes.live))
-		mux.Handle("/readyz", opts.Probes.handler(&opts.Probes.ready))
+		mux.Handle("/healthz", opts.Probes.handler(&opts.Probes.live, nil))
+		mux.Handle("/readyz", opts.Probes.handler(&opts.Probes.ready, &notStarted))
 		addr, err := s.listen("--health-probe-bind-address", opts.ProbeAddr, mux)
 		if err != nil {
 			s.close()

@@ -205,6 +205,14 @@ func TestClientGoMetrics(t *testing.T) {
 
 func TestProbes(t *testing.T) {
 	p := NewProbes()
+	s := startServer(t, p)
+	base := "http://" + s.ProbeAddr().String()
+	if code, body := get(t, base+"/readyz"); code != 503 || !strings.Contains(body, "[-]started failed: no readiness check registered yet") {
+		t.Errorf("/readyz without checks = %d %q, want 503: nothing has started", code, body)
+	}
+	if code, body := get(t, base+"/healthz"); code != 200 || body != "ok" {
+		t.Errorf("/healthz without checks = %d %q, want 200 ok", code, body)
+	}
 	config := p.Condition("config", "config not loaded")
 	synced := errors.New("v1/configmaps in team-a not synced")
 	p.AddReadyz("informers", CheckerFunc(func() error { return synced }))
@@ -212,8 +220,6 @@ func TestProbes(t *testing.T) {
 	clock := time.Unix(1000, 0)
 	hb.now = func() time.Time { return clock }
 	p.AddHealthz("workers", hb)
-	s := startServer(t, p)
-	base := "http://" + s.ProbeAddr().String()
 
 	steps := []struct {
 		name     string
