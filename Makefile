@@ -6,7 +6,7 @@ export FARO_TESTENV_ASSETS := $(TESTENV)
 
 PLUGINS   := $(notdir $(wildcard plugins/examples/*))
 
-.PHONY: all build test test-unit test-e2e testenv demo plugins fmt lint vet bench clean
+.PHONY: all build test test-unit test-e2e testenv demo plugins image deploy-rbac fmt lint vet bench clean
 
 all: build
 
@@ -24,6 +24,19 @@ plugins:
 		echo "plugins: $$p"; \
 		GOOS=wasip1 GOARCH=wasm $(GO) build -trimpath -buildmode=c-shared -o $(BIN)/plugins/$$p.wasm ./plugins/examples/$$p || exit 1; \
 	done
+
+## image: an OCI image archive (bin/faro-image.tar) without a Docker daemon: static faro and the
+## example plugins on an empty base, user 65532; load it with podman/docker load or push it with crane
+IMAGE     ?= faro:latest
+GOARCH    ?= $(shell $(GO) env GOARCH)
+image: plugins
+	CGO_ENABLED=0 GOOS=linux GOARCH=$(GOARCH) $(GO) build -trimpath -ldflags="-s -w" -o $(BIN)/image/faro ./cmd/faro
+	$(GO) run ./hack/image --binary $(BIN)/image/faro --plugins $(BIN)/plugins --arch $(GOARCH) --tag $(IMAGE) --out $(BIN)/faro-image.tar \
+		$$(test -f /etc/ssl/certs/ca-certificates.crt && echo --ca-certs /etc/ssl/certs/ca-certificates.crt)
+
+## deploy-rbac: regenerate deploy/rbac.yaml from deploy/faro.yaml (a test checks they agree)
+deploy-rbac:
+	$(GO) run ./cmd/faro rbac --config deploy/faro.yaml --service-account faro-system/faro --leader-elect > deploy/rbac.yaml
 
 ## test: vet, unit tests with the race detector, then the e2e tests against a real apiserver
 ## (the e2e tests run without -race: the race detector makes wazero compile plugins ~10x slower)

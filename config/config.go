@@ -60,6 +60,8 @@ type Filter struct {
 	CEL           StringList `yaml:"cel"`
 	Variables     []Variable `yaml:"variables"`
 	Plugins       []string   `yaml:"plugins"`
+	// Secrets is SecretsRedact ("" too) or SecretsReveal; see Rule.RevealSecrets.
+	Secrets string `yaml:"secrets"`
 }
 
 // NamespaceEntry is the namespace-centric format: the namespaces matching
@@ -202,7 +204,17 @@ type Rule struct {
 	CEL               []string
 	Variables         []Variable
 	Plugins           []string
+	// RevealSecrets hands this entry's CEL and plugins a Secret's data and
+	// stringData as they are; by default their values are replaced with a
+	// marker (see rules.Redact).
+	RevealSecrets bool
 }
+
+// Values of an entry's secrets key.
+const (
+	SecretsRedact = "redact"
+	SecretsReveal = "reveal"
+)
 
 // CompilePattern compiles a name pattern so that it must match the whole
 // name, as if written ^(?:pattern)$. An empty pattern matches everything and

@@ -161,6 +161,14 @@ func (c *Config) addRule(bad func(string, string, ...any), plugins map[string]bo
 			bad(fmt.Sprintf("%s.plugins[%d]", path, j), "unknown plugin %q (declare it under plugins:)", p)
 		}
 	}
+	switch f.Secrets {
+	case "", SecretsRedact, SecretsReveal:
+	default:
+		bad(path+".secrets", "unknown value %q (redact, the default, or reveal)", f.Secrets)
+	}
+	if f.Secrets != "" && (ref.Resource != "secrets" || ref.Group != "") {
+		bad(path+".secrets", "applies only to v1/secrets, not %s", ref)
+	}
 	initial := true
 	if f.InitialEvents != nil {
 		initial = *f.InitialEvents
@@ -177,6 +185,7 @@ func (c *Config) addRule(bad func(string, string, ...any), plugins map[string]bo
 		CEL:               f.CEL,
 		Variables:         f.Variables,
 		Plugins:           f.Plugins,
+		RevealSecrets:     f.Secrets == SecretsReveal,
 	})
 }
 

@@ -158,7 +158,10 @@ type Event struct {
 	// patterns then match its own name.
 	IsNamespace bool
 
-	cel *celpred.Input // built on first use, shared by every rule
+	// Built on first use, shared by every rule with the same view (see
+	// Objects): cel of the redacted view, celRevealed of a Secret as is.
+	cel, celRevealed      *celpred.Input
+	redacted, redactedOld *unstructured.Unstructured
 }
 
 // Matches reports whether r selects ev. The cheap filters (event type,
@@ -187,14 +190,7 @@ func (r *Rule) Matches(ctx context.Context, ev *Event) (bool, error) {
 	if r.pred == nil {
 		return true, nil
 	}
-	if ev.cel == nil {
-		var old map[string]any
-		if ev.OldObject != nil {
-			old = ev.OldObject.Object
-		}
-		ev.cel = celpred.NewInput(string(ev.Type), ev.Object.Object, old)
-	}
-	ok, err := r.pred.Eval(ctx, ev.cel)
+	ok, err := r.pred.Eval(ctx, ev.celInput(r))
 	if err != nil {
 		return false, fmt.Errorf("%s: CEL: %w", r.ID, err)
 	}

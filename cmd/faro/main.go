@@ -15,11 +15,14 @@ import (
 	"time"
 
 	"github.com/faro-dev/faro/internal/daemon"
+	"github.com/faro-dev/faro/internal/metrics"
 )
 
 const usage = `Usage:
   faro [run] --config FILE [flags]   watch the cluster and report matched events
   faro validate --config FILE        check a config file offline; exit 1 on any problem
+  faro rbac --config FILE --service-account NAMESPACE/NAME [--leader-elect]
+                                     print the least-privilege RBAC for the config
 
 Flags:
 `
@@ -29,6 +32,9 @@ func main() {
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "rbac" {
+		return runRBAC(args[1:], stdout, stderr)
+	}
 	cmd := "run"
 	if len(args) > 0 && (args[0] == "run" || args[0] == "validate") {
 		cmd, args = args[0], args[1:]
@@ -66,6 +72,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&opts.TotalShards, "total-shards", 1, "how many shards split every resource's objects (by hash of namespace/name)")
 	qps := fs.Float64("qps", 50, "API client queries per second")
 	fs.IntVar(&opts.Burst, "burst", 100, "API client burst")
+	var serving metrics.ServerOptions
+	fs.StringVar(&serving.MetricsAddr, "metrics-bind-address", ":8080", `address /metrics is served on ("0" turns it off)`)
+	fs.StringVar(&serving.ProbeAddr, "health-probe-bind-address", ":8081", `address /healthz and /readyz are served on ("0" turns it off)`)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -96,7 +105,20 @@ func run(args []string, stdout, stderr io.Writer) int {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go exitOnSecondSignal(ctx, cancel, stderr)
-	if err := daemon.Run(ctx, opts); err != nil {
+	serving.Probes = metrics.NewProbes()
+	srv, err := metrics.NewServer(serving)
+	if err != nil {
+		fmt.Fprintf(stderr, "faro: %v\n", err)
+		return 1
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Run(ctx) }()
+	err = daemon.Run(ctx, opts)
+	cancel()
+	if serr := <-served; serr != nil && err == nil {
+		err = fmt.Errorf("metrics and probes: %w", serr)
+	}
+	if err != nil {
 		fmt.Fprintf(stderr, "faro: %v\n", err)
 		return 1
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
 
+	"github.com/faro-dev/faro/internal/metrics"
 	"github.com/faro-dev/faro/plugins/sdk/abi"
 )
 
@@ -302,7 +303,9 @@ func (p *Plugin) run(ctx context.Context, inst *instance, ev *Event) (Result, *i
 		}
 	}
 	p.calls.Add(1)
+	start := time.Now()
 	res, err := inst.call(ctx, ev)
+	metrics.ObservePluginCall(p.spec.Name, metricResult(err), time.Since(start))
 	if err != nil {
 		p.failures[err.Kind].Add(1)
 	}

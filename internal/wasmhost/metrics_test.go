@@ -1,0 +1,51 @@
+package wasmhost_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/faro-dev/faro/internal/metrics"
+	"github.com/faro-dev/faro/internal/wasmhost"
+)
+
+// TestCallMetrics checks that every call lands in faro_plugin_calls_total
+// under its result and in faro_plugin_duration_seconds.
+func TestCallMetrics(t *testing.T) {
+	p := load(t, wasmhost.PluginSpec{Name: "metered", Timeout: 300 * time.Millisecond})
+	for _, behaviour := range []string{"nap", "nap", "error", "trap", "loop", "flood"} {
+		_, _ = p.Handle(context.Background(), &wasmhost.Event{Type: "ADDED", Name: behaviour})
+	}
+	want := map[string]uint64{"ok": 2, "error": 1, "trap": 1, "timeout": 1, "output": 1}
+	fams, err := metrics.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]uint64{}
+	var observed uint64
+	for _, fam := range fams {
+		for _, m := range fam.Metric {
+			labels := map[string]string{}
+			for _, lp := range m.Label {
+				labels[lp.GetName()] = lp.GetValue()
+			}
+			if labels["plugin"] != "metered" {
+				continue
+			}
+			switch fam.GetName() {
+			case "faro_plugin_calls_total":
+				got[labels["result"]] = uint64(m.Counter.GetValue())
+			case "faro_plugin_duration_seconds":
+				observed = m.Histogram.GetSampleCount()
+			}
+		}
+	}
+	for result, n := range want {
+		if got[result] != n {
+			t.Errorf("faro_plugin_calls_total{plugin=metered,result=%s} = %d, want %d (all: %v)", result, got[result], n, got)
+		}
+	}
+	if observed != 6 {
+		t.Errorf("faro_plugin_duration_seconds{plugin=metered} count = %d, want 6", observed)
+	}
+}
