@@ -29,6 +29,7 @@ import (
 	"k8s.io/client-go/util/workqueue"
 
 	"github.com/faro-dev/faro/config"
+	"github.com/faro-dev/faro/internal/metrics"
 	"github.com/faro-dev/faro/rules"
 )
 
@@ -91,10 +92,25 @@ type Options struct {
 	// Lead. Such an engine does not drain at shutdown either: the next
 	// leader delivers what it leaves.
 	Standby bool
+	// Progress, when set, is told when a worker or the control loop begins
+	// and ends a unit of work (the liveness probe).
+	Progress Progress
 	// Checkpoint, when set, keeps the ledger across restarts: shutdown then
 	// leaves what is not delivered for the next start instead of draining.
 	Checkpoint Checkpoint
 }
+
+// Progress brackets units of work, so that a stuck one can be seen.
+type Progress interface {
+	Begin() metrics.Token
+	End(metrics.Token)
+}
+
+// noProgress is the Progress of an engine without a liveness probe.
+type noProgress struct{}
+
+func (noProgress) Begin() metrics.Token { return 0 }
+func (noProgress) End(metrics.Token)    {}
 
 // Checkpoint keeps the delivery ledger across restarts (state_dir).
 type Checkpoint interface {
@@ -163,19 +179,17 @@ func (o *Options) validate() error {
 	if o.MaxPendingPerObject <= 0 {
 		o.MaxPendingPerObject = 1000
 	}
+	if o.Progress == nil {
+		o.Progress = noProgress{}
+	}
 	return errors.Join(errs...)
 }
 
-// Stats are the engine's counters.
+// Stats are the engine's counters that have no metric (the others are
+// Prometheus metrics: see internal/metrics).
 type Stats struct {
-	Events      atomic.Uint64 // events taken from informers
-	Matched     atomic.Uint64 // (event, rule) matches logged
-	Retries     atomic.Uint64 // events sent back for retry
-	Dropped     atomic.Uint64 // events dropped after MaxRetries
 	Unprocessed atomic.Uint64 // events still queued when shutdown ended
 	Compacted   atomic.Uint64 // UPDATEDs collapsed into a later one (backlog limit)
-	CELErrors   atomic.Uint64 // CEL evaluation errors (counted as no match)
-	Informers   atomic.Int64  // running informers
 	Rediscovers atomic.Uint64 // discovery runs
 }
 
@@ -427,6 +441,7 @@ func (e *Engine) trigger() {
 
 func (e *Engine) rediscover(ctx context.Context) {
 	e.stats.Rediscovers.Add(1)
+	defer e.opts.Progress.End(e.opts.Progress.Begin())
 	idx, err := discover(e.disc)
 	if idx == nil {
 		e.log.Warn("discovery failed; keeping the last result", "error", err)

@@ -10,6 +10,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/faro-dev/faro/config"
+	"github.com/faro-dev/faro/internal/metrics"
 	"github.com/faro-dev/faro/rules"
 )
 
@@ -39,6 +40,7 @@ type delivery struct {
 	// rules, deletions found by a sweep).
 	src *informer
 	rv  uint64
+	at  time.Time // when it was queued
 
 	// Owned by the worker holding the key.
 	matched bool
@@ -131,7 +133,6 @@ func (p *pendingEvents) pop(k objKey) (more bool) {
 // requeues it) or backing off after a failure (and must not be woken early
 // by a newer event).
 func (e *Engine) enqueue(d *delivery) {
-	e.stats.Events.Add(1)
 	k := d.key
 	first, compacted := e.pending.push(k, d)
 	if compacted {
@@ -139,8 +140,12 @@ func (e *Engine) enqueue(d *delivery) {
 		e.warnings.warn(e.log, "compact:"+gvrString(k.GVR), "backlog of an object over max_pending_per_object; collapsing its UPDATEDs",
 			"gvr", gvrString(k.GVR), "object", describe(k.Namespace, k.Name), "max_pending_per_object", e.pending.max)
 	}
-	if !compacted && d.src != nil {
-		d.src.marks.queued(d.rv)
+	if !compacted {
+		d.at = time.Now()
+		metrics.AddPending(1)
+		if d.src != nil {
+			d.src.marks.queued(d.rv)
+		}
 	}
 	if first {
 		e.queue.Add(k)
@@ -166,21 +171,25 @@ func (e *Engine) processNext(ctx context.Context) bool {
 		e.queue.Forget(k)
 		return true
 	}
-	if err := e.process(ctx, d); err != nil {
+	work := e.opts.Progress.Begin()
+	err := e.process(ctx, d)
+	e.opts.Progress.End(work)
+	if err != nil {
 		if ctx.Err() != nil {
 			return false // cancelled at shutdown: the event stays pending
 		}
 		if e.queue.NumRequeues(k) < e.opts.MaxRetries {
-			e.stats.Retries.Add(1)
+			metrics.ObserveRetry()
 			e.log.Debug("event failed; retrying", "object", describe(k.Namespace, k.Name), "gvr", gvrString(k.GVR), "event", d.typ, "error", err)
 			e.queue.AddRateLimited(k)
 			return true
 		}
-		e.stats.Dropped.Add(1)
+		metrics.ObserveDrop()
 		e.log.Error("event dropped after retries", "object", describe(k.Namespace, k.Name), "gvr", gvrString(k.GVR),
 			"event", d.typ, "retries", e.opts.MaxRetries, "error", err)
 	}
 	e.queue.Forget(k)
+	metrics.ObserveProcessed(d.at)
 	e.delivered(d)
 	if e.pending.pop(k) {
 		e.queue.Add(k)
@@ -191,6 +200,7 @@ func (e *Engine) processNext(ctx context.Context) bool {
 // delivered advances the ledger's delivered mark: the Checkpoint records the
 // event once its last handler is done.
 func (e *Engine) delivered(d *delivery) {
+	metrics.AddPending(-1)
 	if d.src != nil {
 		d.src.marks.done(d.rv)
 	}
@@ -242,7 +252,7 @@ func (e *Engine) match(ctx context.Context, d *delivery) []*rules.Rule {
 	for _, r := range d.rules {
 		ok, err := r.Matches(ctx, ev)
 		if err != nil {
-			e.stats.CELErrors.Add(1)
+			metrics.ObserveCELError(r.ID)
 			e.warnings.warn(e.log, "cel:"+r.ID, "CEL evaluation failed; treated as no match",
 				"rule", r.ID, "object", describe(d.obj.GetNamespace(), d.obj.GetName()), "error", err)
 			continue
@@ -257,7 +267,7 @@ func (e *Engine) match(ctx context.Context, d *delivery) []*rules.Rule {
 // logMatch writes the matched-event line. It is written synchronously: a
 // slow output backs up the queue, and no matched line is ever dropped.
 func (e *Engine) logMatch(m *Matched) {
-	e.stats.Matched.Add(1)
+	metrics.ObserveMatch(m.Rule.ID)
 	gvr := m.GVRString()
 	ns, name := m.Object.GetNamespace(), m.Object.GetName()
 	msg := fmt.Sprintf("CONFIG [%s] %s %s", m.Type, gvr, m.Key())

@@ -17,6 +17,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/faro-dev/faro/config"
+	"github.com/faro-dev/faro/internal/metrics"
 	"github.com/faro-dev/faro/rules"
 )
 
@@ -203,6 +204,7 @@ func TestQueueRetriesThenResumes(t *testing.T) {
 			return nil
 		}}
 	e, out := newTestEngine(t, rec, 2, 5)
+	retries, dropped := counter(t, "faro_retries_total"), counter(t, "faro_dropped_total")
 	admit(e, config.Added, cm("a", 1))
 	admit(e, config.Updated, cm("a", 2))
 	waitUntil(t, "both events", func() bool {
@@ -215,11 +217,11 @@ func TestQueueRetriesThenResumes(t *testing.T) {
 		t.Errorf("order = %s, want 1,2", got)
 	}
 	rec.mu.Unlock()
-	if n := e.stats.Retries.Load(); n != 2 {
-		t.Errorf("retries = %d, want 2", n)
+	if n := counter(t, "faro_retries_total") - retries; n != 2 {
+		t.Errorf("retries = %v, want 2", n)
 	}
-	if n := e.stats.Dropped.Load(); n != 0 {
-		t.Errorf("dropped = %d, want 0", n)
+	if n := counter(t, "faro_dropped_total") - dropped; n != 0 {
+		t.Errorf("dropped = %v, want 0", n)
 	}
 	waitUntil(t, "log lines", func() bool { return strings.Count(out.String(), "CONFIG [") >= 2 })
 	if n := strings.Count(out.String(), "CONFIG [ADDED] v1/configmaps ns/a"); n != 1 {
@@ -238,6 +240,7 @@ func TestQueueDropsAfterMaxRetries(t *testing.T) {
 			return nil
 		}}
 	e, _ := newTestEngine(t, rec, 1, 3)
+	dropped := counter(t, "faro_dropped_total")
 	admit(e, config.Added, cm("b", 1))
 	admit(e, config.Updated, cm("b", 2))
 	waitUntil(t, "the second event", func() bool {
@@ -245,8 +248,8 @@ func TestQueueDropsAfterMaxRetries(t *testing.T) {
 		defer rec.mu.Unlock()
 		return len(rec.seen["b"]) == 1
 	})
-	if n := e.stats.Dropped.Load(); n != 1 {
-		t.Errorf("dropped = %d, want 1", n)
+	if n := counter(t, "faro_dropped_total") - dropped; n != 1 {
+		t.Errorf("dropped = %v, want 1", n)
 	}
 	rec.mu.Lock()
 	defer rec.mu.Unlock()
@@ -333,12 +336,13 @@ func TestQueueNoRetries(t *testing.T) {
 	rec := &recorder{seen: map[string][]string{}, inFlight: map[string]bool{}, calls: map[string]int{},
 		fail: func(*Matched, int) error { return errors.New("no") }}
 	e, _ := newTestEngine(t, rec, 1, 0)
+	retries, dropped := counter(t, "faro_retries_total"), counter(t, "faro_dropped_total")
 	admit(e, config.Added, cm("d", 1))
-	waitUntil(t, "the drop", func() bool { return e.stats.Dropped.Load() == 1 })
+	waitUntil(t, "the drop", func() bool { return counter(t, "faro_dropped_total")-dropped == 1 })
 	rec.mu.Lock()
 	defer rec.mu.Unlock()
-	if rec.calls["d@1"] != 1 || e.stats.Retries.Load() != 0 {
-		t.Errorf("calls = %d, retries = %d; want 1 and 0", rec.calls["d@1"], e.stats.Retries.Load())
+	if n := counter(t, "faro_retries_total") - retries; rec.calls["d@1"] != 1 || n != 0 {
+		t.Errorf("calls = %d, retries = %v; want 1 and 0", rec.calls["d@1"], n)
 	}
 }
 
@@ -417,4 +421,20 @@ type handlerFunc func(ctx context.Context, m *Matched, plugin string) error
 
 func (f handlerFunc) Handle(ctx context.Context, m *Matched, plugin string) error {
 	return f(ctx, m, plugin)
+}
+
+// counter reads a counter without labels from Faro's metrics registry.
+func counter(t *testing.T, name string) float64 {
+	t.Helper()
+	families, err := metrics.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() == name && len(f.GetMetric()) == 1 {
+			return f.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	t.Fatalf("no counter %s", name)
+	return 0
 }

@@ -2,7 +2,9 @@ package engine
 
 import (
 	"context"
+	"fmt"
 	"sort"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -17,6 +19,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/faro-dev/faro/config"
+	"github.com/faro-dev/faro/internal/metrics"
 )
 
 // watchKey identifies one informer: a resource, a namespace ("" = all) and
@@ -79,11 +82,15 @@ func (e *Engine) startInformer(ctx context.Context, rsc *resource, k watchKey) {
 			e.log.Debug("watch error; retrying with backoff", "watch", k.String(), "error", err)
 		}
 	})
-	l := rsc.ledger
+	l, gvr := rsc.ledger, gvrString(k.GVR)
+	admit := func(typ config.EventType, u, old *unstructured.Unstructured, initial bool) {
+		metrics.ObserveEvent(gvr, string(typ))
+		l.admit(w, typ, u, old, initial)
+	}
 	reg, _ := w.inf.AddEventHandler(cache.ResourceEventHandlerDetailedFuncs{
 		AddFunc: func(obj any, initial bool) {
 			if u, ok := obj.(*unstructured.Unstructured); ok {
-				l.admit(w, config.Added, u, nil, initial)
+				admit(config.Added, u, nil, initial)
 			}
 		},
 		UpdateFunc: func(oldObj, newObj any) {
@@ -92,21 +99,21 @@ func (e *Engine) startInformer(ctx context.Context, rsc *resource, k watchKey) {
 			if !ok1 || !ok2 || o.GetResourceVersion() == n.GetResourceVersion() {
 				return // a resync, not a change
 			}
-			l.admit(w, config.Updated, n, o, false)
+			admit(config.Updated, n, o, false)
 		},
 		DeleteFunc: func(obj any) {
 			if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
 				obj = t.Obj
 			}
 			if u, ok := obj.(*unstructured.Unstructured); ok {
-				l.admit(w, config.Deleted, u, nil, false)
+				admit(config.Deleted, u, nil, false)
 			}
 		},
 	})
 	wctx, cancel := context.WithCancel(ctx)
 	w.cancel = cancel
 	rsc.watches[k] = w
-	e.stats.Informers.Add(1)
+	metrics.AddInformers(1)
 	e.log.Info("informer started", "watch", k.String())
 	go func() {
 		defer close(w.done)
@@ -169,7 +176,7 @@ func (e *Engine) stopInformer(rsc *resource, w *informer) {
 	delete(rsc.watches, w.key)
 	w.cancel()
 	<-w.done
-	e.stats.Informers.Add(-1)
+	metrics.AddInformers(-1)
 	e.log.Info("informer stopped", "watch", w.key.String())
 }
 
@@ -183,6 +190,26 @@ func (e *Engine) stopAllWatches() {
 			e.stopInformer(rsc, w)
 		}
 	}
+}
+
+// Synced reports, for the readiness probe, whether every informer the rules
+// need has listed; the error names those that have not.
+func (e *Engine) Synced() error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var waiting []string
+	for _, rsc := range e.resources {
+		for k := range rsc.desired {
+			if w := rsc.watches[k]; w == nil || !w.synced.Load() {
+				waiting = append(waiting, k.String())
+			}
+		}
+	}
+	if len(waiting) == 0 {
+		return nil
+	}
+	sort.Strings(waiting)
+	return fmt.Errorf("informers not synced: %s", strings.Join(waiting, ", "))
 }
 
 // Watches lists the running informers (for status and tests).

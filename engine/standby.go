@@ -122,6 +122,9 @@ func (e *Engine) Trim(marks map[string]uint64) {
 	for _, d := range gone {
 		e.delivered(d)
 	}
+	if len(gone) > 0 {
+		e.log.Debug("standby: dropped what the leader delivered", "events", len(gone))
+	}
 }
 
 // Lead makes a standby engine deliver: its workers start on what is queued.

@@ -106,6 +106,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	defer cancel()
 	go exitOnSecondSignal(ctx, cancel, stderr)
 	serving.Probes = metrics.NewProbes()
+	opts.Probes = serving.Probes
 	srv, err := metrics.NewServer(serving)
 	if err != nil {
 		fmt.Fprintf(stderr, "faro: %v\n", err)

@@ -10,7 +10,6 @@ import (
 	"io"
 	"os"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -23,6 +22,7 @@ import (
 	"github.com/faro-dev/faro/engine"
 	"github.com/faro-dev/faro/internal/celpred"
 	"github.com/faro-dev/faro/internal/logging"
+	"github.com/faro-dev/faro/internal/metrics"
 	"github.com/faro-dev/faro/internal/state"
 	"github.com/faro-dev/faro/internal/wasmhost"
 	"github.com/faro-dev/faro/rules"
@@ -54,6 +54,8 @@ type Options struct {
 	// Shard and TotalShards split every resource's objects between
 	// replicas (TotalShards 0 or 1: no sharding).
 	Shard, TotalShards int
+	// Probes, when set, gets the daemon's liveness and readiness checks.
+	Probes *metrics.Probes
 
 	Stdout, Stderr io.Writer
 }
@@ -103,6 +105,11 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	defer host.Close(context.WithoutCancel(ctx))
 	r := &router{events: logs.Events, diag: logs.Diag, json: json}
+	// Live while workers and the control loop finish what they begin (a
+	// plugin call is bounded by its timeout; two minutes is stuck).
+	progress := metrics.NewHeartbeat(2 * time.Minute)
+	opts.Probes.AddHealthz("progress", progress)
+	configLoaded := opts.Probes.Condition("config", "config not loaded yet")
 	engOpts := engine.Options{
 		Config:              restCfg,
 		Events:              logs.Events,
@@ -114,6 +121,7 @@ func Run(ctx context.Context, opts Options) error {
 		MaxPendingPerObject: cfg.MaxPendingPerObject,
 		Shard:               engine.Shard{Index: opts.Shard, Total: opts.TotalShards},
 		Standby:             opts.LeaderElection.Enabled,
+		Progress:            progress,
 	}
 	if dir := stateDir(opts, cfg); dir != "" {
 		store, err := state.Open(state.Options{Dir: dir, Log: logs.Diag.Named("state")})
@@ -153,13 +161,16 @@ func Run(ctx context.Context, opts Options) error {
 	d.log.Info("starting", "config", opts.ConfigPath, "rules", len(set.Rules))
 	d.current, d.attempted = set, cfg
 	res := eng.Apply(ctx, set)
+	configLoaded.Set(nil)
+	opts.Probes.AddReadyz("informers", metrics.CheckerFunc(eng.Synced))
+	metrics.SetLeader(!opts.LeaderElection.Enabled)
 	d.log.Info("watching", "informers", len(res.Started), "pending", res.Pending)
 
 	watchDone := d.watchConfig(ctx, loaded)
 	electionDone := make(chan struct{})
 	if le := opts.LeaderElection; le.Enabled {
 		le = leaderDefaults(le, opts.Shard, opts.TotalShards)
-		el, err := newElector(restCfg, le, eng, d.log, func(bool) {})
+		el, err := newElector(restCfg, le, eng, d.log, metrics.SetLeader)
 		if err != nil {
 			return err
 		}
@@ -183,8 +194,7 @@ func Run(ctx context.Context, opts Options) error {
 		d.log.Info("auto-shutdown: time is up")
 	}
 	st := eng.Stats()
-	d.log.Info("stopped", "events", st.Events.Load(), "matched", st.Matched.Load(), "dropped", st.Dropped.Load(),
-		"reloads_ok", d.Reloads.OK.Load(), "reloads_refused", d.Reloads.Refused.Load(), "diagnostics_dropped", logs.Dropped())
+	d.log.Info("stopped", "unprocessed", st.Unprocessed.Load(), "compacted", st.Compacted.Load(), "diagnostics_dropped", logs.Dropped())
 	return err
 }
 
@@ -205,9 +215,6 @@ type daemon struct {
 	// compared against it.
 	initial   *config.Config
 	startedAt time.Time
-
-	// Reloads counts config reloads by outcome.
-	Reloads struct{ OK, Refused atomic.Uint64 }
 
 	mu      sync.Mutex // guards the fields below (reloads are serialized)
 	current *rules.Set

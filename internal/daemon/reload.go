@@ -17,6 +17,7 @@ import (
 
 	"github.com/faro-dev/faro/config"
 	"github.com/faro-dev/faro/internal/logging"
+	"github.com/faro-dev/faro/internal/metrics"
 	"github.com/faro-dev/faro/rules"
 )
 
@@ -144,7 +145,7 @@ func (d *daemon) reload(ctx context.Context, reason string) []byte {
 	defer d.mu.Unlock()
 	data, err := os.ReadFile(d.opts.ConfigPath)
 	if err != nil {
-		d.Reloads.Refused.Add(1)
+		metrics.ObserveReload(false)
 		d.log.Error("config reload refused; the running rules stay", "reason", reason, "error", err.Error())
 		return nil
 	}
@@ -165,7 +166,7 @@ func (d *daemon) reload(ctx context.Context, reason string) []byte {
 		plugins, err = loadPlugins(ctx, d.host, cfg, running)
 	}
 	if err != nil {
-		d.Reloads.Refused.Add(1)
+		metrics.ObserveReload(false)
 		d.log.Error("config reload refused; the running rules stay", "reason", reason, "error", err.Error(), "took", time.Since(start))
 		return sum
 	}
@@ -174,12 +175,17 @@ func (d *daemon) reload(ctx context.Context, reason string) []byte {
 	d.router.swap(plugins)
 	res := d.eng.Apply(ctx, set)
 	d.current = set
+	ids := make([]string, len(set.Rules))
+	for i, r := range set.Rules {
+		ids[i] = r.ID
+	}
+	metrics.RetainRules(ids)
 	if lvl, err := logging.ParseLevel(firstNonEmpty(d.opts.LogLevel, cfg.LogLevel)); err == nil {
 		d.logs.SetLevel(lvl)
 	}
 	d.armShutdown(cfg)
 	d.log.Debug("running informers", "watches", d.eng.Watches())
-	d.Reloads.OK.Add(1)
+	metrics.ObserveReload(true)
 	d.log.Info("config reloaded", "reason", reason, "added", added, "removed", removed, "changed", changed,
 		"plugins_reloaded", plugins.changedFrom(running), "informers_started", res.Started,
 		"informers_stopped", res.Stopped, "pending", res.Pending, "took", time.Since(start))

@@ -12,6 +12,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/faro-dev/faro/config"
+	"github.com/faro-dev/faro/internal/metrics"
 	"github.com/faro-dev/faro/rules"
 )
 
@@ -50,6 +51,7 @@ func TestDiffRules(t *testing.T) {
 // SIGHUP still reloads (and does not kill the process, its default action).
 func TestSIGHUPWithoutFileWatch(t *testing.T) {
 	d := &daemon{opts: Options{ConfigPath: filepath.Join(t.TempDir(), "gone", "faro.yaml")}, log: hclog.NewNullLogger(), attempted: &config.Config{}}
+	refused := reloads(t, "refused")
 	ctx, cancel := context.WithCancel(context.Background())
 	done := d.watchConfig(ctx, nil)
 	defer func() {
@@ -60,10 +62,33 @@ func TestSIGHUPWithoutFileWatch(t *testing.T) {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(10 * time.Second)
-	for d.Reloads.Refused.Load() == 0 {
+	for reloads(t, "refused") == refused {
 		if time.Now().After(deadline) {
 			t.Fatal("SIGHUP did not reload")
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// reloads reads faro_config_reloads_total for one result.
+func reloads(t *testing.T, result string) float64 {
+	t.Helper()
+	families, err := metrics.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() != "faro_config_reloads_total" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "result" && l.GetValue() == result {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	t.Fatalf("no faro_config_reloads_total{result=%q}", result)
+	return 0
 }

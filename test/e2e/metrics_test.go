@@ -1,0 +1,79 @@
+package e2e
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// freeAddr returns a loopback address no one listens on.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func get(url string) (int, string) {
+	resp, err := http.Get(url)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// TestMetricsAndProbes: the binary serves /metrics with the engine's,
+// plugins' and reloads' series, /readyz once its informers have synced and
+// /healthz while it works.
+func TestMetricsAndProbes(t *testing.T) {
+	ns := createNamespace(t, "metrics")
+	cfg := filepath.Join(t.TempDir(), "faro.yaml")
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf("resources:\n  - gvr: v1/configmaps\n    namespace_patterns: [%q]\n", ns)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	metricsAddr, probeAddr := freeAddr(t), freeAddr(t)
+	p := startProcess(t, cfg, "--metrics-bind-address", metricsAddr, "--health-probe-bind-address", probeAddr)
+	deadline := time.Now().Add(waitTime)
+	for {
+		code, body := get("http://" + probeAddr + "/readyz")
+		if code == http.StatusOK {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/readyz never became ready: %d %s\n%s", code, body, p.stderr.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if code, body := get("http://" + probeAddr + "/healthz"); code != http.StatusOK {
+		t.Errorf("/healthz = %d %s", code, body)
+	}
+	createCM(t, ns, "a", nil)
+	p.waitFor(t, "the event", hasMsg(msg("ADDED", "v1/configmaps", ns+"/a")))
+	_, body := get("http://" + metricsAddr + "/metrics")
+	for _, want := range []string{
+		`faro_events_total{resource="v1/configmaps",type="ADDED"}`,
+		`faro_matches_total{rule="resources[0]"} 1`,
+		`faro_informers 1`,
+		`faro_leader 1`,
+		`faro_queue_pending 0`,
+		`faro_event_processing_seconds_count`,
+		`faro_config_reloads_total{result="refused"} 0`,
+		`rest_client_requests_total`,
+		`go_goroutines`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+}
