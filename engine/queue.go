@@ -43,6 +43,7 @@ type delivery struct {
 	at  time.Time // when it was queued
 
 	// Owned by the worker holding the key.
+	ev      *rules.Event // what the rules matched; each rule's view of the objects
 	matched bool
 	matches []*rules.Rule
 	step    int // steps done: for each match, 1 (log) + one per plugin
@@ -210,7 +211,7 @@ func (e *Engine) delivered(d *delivery) {
 	e.opts.Checkpoint.Record(d.key.GVR, Mark{Object: d.obj, Deleted: d.typ == config.Deleted})
 }
 
-// process matches d against the rules live when it is first tried, logs
+// process matches d against the rules it was admitted for (once), logs
 // each match and hands it to the plugins its rule names.
 func (e *Engine) process(ctx context.Context, d *delivery) error {
 	if !d.matched {
@@ -219,7 +220,10 @@ func (e *Engine) process(ctx context.Context, d *delivery) error {
 	}
 	step := 0
 	for _, r := range d.matches {
-		m := &Matched{Type: d.typ, GVR: d.key.GVR, Object: d.obj, OldObject: d.old, Initial: d.initial, Rule: r}
+		// What the rule may see: a Secret's values are redacted unless it
+		// reveals them.
+		obj, old := d.ev.Objects(r)
+		m := &Matched{Type: d.typ, GVR: d.key.GVR, Object: obj, OldObject: old, Initial: d.initial, Rule: r}
 		if step >= d.step {
 			e.logMatch(m)
 			d.step++
@@ -248,6 +252,7 @@ func (e *Engine) match(ctx context.Context, d *delivery) []*rules.Rule {
 		return nil
 	}
 	ev := &rules.Event{Type: d.typ, Object: d.obj, OldObject: d.old, Initial: d.initial, IsNamespace: d.isNS}
+	d.ev = ev
 	var out []*rules.Rule
 	for _, r := range d.rules {
 		ok, err := r.Matches(ctx, ev)

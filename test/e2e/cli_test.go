@@ -40,6 +40,10 @@ func faroBinary(t *testing.T) string {
 	return faroBin
 }
 
+// noServing turns off the metrics and probe servers of a faro binary, so
+// that binaries running at once do not compete for their default ports.
+var noServing = []string{"--metrics-bind-address", "0", "--health-probe-bind-address", "0"}
+
 type buildError struct {
 	err error
 	out string
@@ -107,7 +111,7 @@ func TestBinaryLifecycle(t *testing.T) {
 	t.Run("graceful SIGTERM", func(t *testing.T) {
 		createCM(t, ns, "pre-existing", nil)
 		var stdout, stderr syncBuffer
-		cmd := exec.Command(bin, "--config", cfg, "--kubeconfig", cluster.Kubeconfig)
+		cmd := exec.Command(bin, append([]string{"--config", cfg, "--kubeconfig", cluster.Kubeconfig}, noServing...)...)
 		cmd.Stdout, cmd.Stderr = &stdout, &stderr
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
@@ -164,7 +168,7 @@ current-context: c
 		}
 		ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 		defer cancel()
-		out, err := exec.CommandContext(ctx, bin, "--config", cfg, "--kubeconfig", kc).CombinedOutput()
+		out, err := exec.CommandContext(ctx, bin, append([]string{"--config", cfg, "--kubeconfig", kc}, noServing...)...).CombinedOutput()
 		ee, ok := err.(*exec.ExitError)
 		if !ok || ee.ExitCode() == 0 {
 			t.Fatalf("exit = %v, want a non-zero exit; output:\n%s", err, out)

@@ -208,7 +208,7 @@ type faroProcess struct {
 func startProcess(t *testing.T, cfg string, args ...string) *faroProcess {
 	t.Helper()
 	p := &faroProcess{exited: make(chan error, 1)}
-	p.cmd = exec.Command(faroBinary(t), append([]string{"--config", cfg, "--kubeconfig", cluster.Kubeconfig, "--log-format", "json", "--workers", "1"}, args...)...)
+	p.cmd = exec.Command(faroBinary(t), slices.Concat([]string{"--config", cfg, "--kubeconfig", cluster.Kubeconfig, "--log-format", "json", "--workers", "1"}, noServing, args)...)
 	out, err := p.cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -339,7 +339,7 @@ func TestResumeAfterKill(t *testing.T) {
 	if err := os.WriteFile(ledger, data[:len(data)/3], 0o600); err != nil {
 		t.Fatal(err)
 	}
-	out, err := exec.Command(faroBinary(t), "--config", cfg, "--kubeconfig", cluster.Kubeconfig).CombinedOutput()
+	out, err := exec.Command(faroBinary(t), append([]string{"--config", cfg, "--kubeconfig", cluster.Kubeconfig}, noServing...)...).CombinedOutput()
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
 		t.Fatalf("exit %v on a torn ledger, want 1:\n%s", err, out)
 	}
