@@ -132,15 +132,8 @@ func admit(e *Engine, typ config.EventType, u *unstructured.Unstructured) {
 	e.resources[cmGVR].ledger.admit(nil, typ, u, nil, false)
 }
 
-func cm(name string, rv int) *unstructured.Unstructured {
-	u := &unstructured.Unstructured{}
-	u.SetAPIVersion("v1")
-	u.SetKind("ConfigMap")
-	u.SetNamespace("ns")
-	u.SetName(name)
-	u.SetResourceVersion(fmt.Sprint(rv))
-	return u
-}
+// cm is a ConfigMap ns/name without a uid at resource version rv.
+func cm(name string, rv int) *unstructured.Unstructured { return obj(name, "", fmt.Sprint(rv)) }
 
 func waitUntil(t *testing.T, what string, cond func() bool) {
 	t.Helper()

@@ -49,37 +49,16 @@ func TestRecreateDuringOutage(t *testing.T) {
 	first := createCM(t, ns, "x", nil)
 	f.waitEvent(msg("ADDED", "v1/configmaps", ns+"/x"), waitTime)
 
-	if err := cluster.StopAPIServer(); err != nil {
-		t.Fatalf("stop apiserver: %v", err)
-	}
-	restarted := false
-	defer func() {
-		if !restarted {
-			_ = cluster.StartAPIServer()
+	var second *corev1.ConfigMap
+	duringOutage(t, func(kube2 kubernetes.Interface) {
+		if err := kube2.CoreV1().ConfigMaps(ns).Delete(t.Context(), "x", metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
 		}
-	}()
-	cfg2, stop2, err := cluster.SecondAPIServer()
-	if err != nil {
-		t.Fatal(err)
-	}
-	kube2, err := kubernetes.NewForConfig(cfg2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := kube2.CoreV1().ConfigMaps(ns).Delete(t.Context(), "x", metav1.DeleteOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	second, err := kube2.CoreV1().ConfigMaps(ns).Create(t.Context(), &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "x"}}, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := stop2(); err != nil {
-		t.Fatalf("stop second apiserver: %v", err)
-	}
-	if err := cluster.StartAPIServer(); err != nil {
-		t.Fatalf("restart apiserver: %v", err)
-	}
-	restarted = true
+		var err error
+		if second, err = kube2.CoreV1().ConfigMaps(ns).Create(t.Context(), &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "x"}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	})
 
 	f.waitFor(90*time.Second, "the new object", func(evs []event, _ []string) bool {
 		return slices.Contains(eventsOf(evs, ns, "x"), "ADDED "+string(second.UID))

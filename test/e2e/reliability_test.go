@@ -59,6 +59,42 @@ resources:
 	createCM(t, ns, "before", nil)
 	f.waitEvent(msg("ADDED", "v1/configmaps", ns+"/before"), waitTime)
 
+	var during []string
+	duringOutage(t, func(kube2 kubernetes.Interface) {
+		for i := range 5 {
+			name := fmt.Sprintf("during-%d", i)
+			if _, err := kube2.CoreV1().ConfigMaps(ns).Create(t.Context(), &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{}); err != nil {
+				t.Fatalf("create through second apiserver: %v", err)
+			}
+			during = append(during, name)
+		}
+		if err := kube2.CoreV1().ConfigMaps(ns).Delete(t.Context(), "before", metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if !f.running() {
+			t.Fatal("faro exited while the apiserver was down")
+		}
+	})
+
+	for _, name := range during {
+		f.waitEvent(msg("ADDED", "v1/configmaps", ns+"/"+name), 90*time.Second)
+	}
+	f.waitEvent(msg("DELETED", "v1/configmaps", ns+"/before"), 90*time.Second)
+	if !f.running() {
+		t.Fatal("faro exited after the outage")
+	}
+	f.settle(func() { createCM(t, ns, "after", nil) }, msg("ADDED", "v1/configmaps", ns+"/after"))
+	for _, name := range during {
+		assertCount(t, f, msg("ADDED", "v1/configmaps", ns+"/"+name), 1)
+	}
+	assertCount(t, f, msg("ADDED", "v1/configmaps", ns+"/before"), 1)
+}
+
+// duringOutage stops the test cluster's apiserver, runs write against a
+// second apiserver on the same etcd (so that the changes really happen
+// while Faro's server is away), then starts the first one again.
+func duringOutage(t *testing.T, write func(kube2 kubernetes.Interface)) {
+	t.Helper()
 	if err := cluster.StopAPIServer(); err != nil {
 		t.Fatalf("stop apiserver: %v", err)
 	}
@@ -76,38 +112,12 @@ resources:
 	if err != nil {
 		t.Fatal(err)
 	}
-	var during []string
-	for i := range 5 {
-		name := fmt.Sprintf("during-%d", i)
-		if _, err := kube2.CoreV1().ConfigMaps(ns).Create(t.Context(), &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{}); err != nil {
-			t.Fatalf("create through second apiserver: %v", err)
-		}
-		during = append(during, name)
-	}
-	if err := kube2.CoreV1().ConfigMaps(ns).Delete(t.Context(), "before", metav1.DeleteOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	write(kube2)
 	if err := stop2(); err != nil {
 		t.Fatalf("stop second apiserver: %v", err)
-	}
-	if !f.running() {
-		t.Fatal("faro exited while the apiserver was down")
 	}
 	if err := cluster.StartAPIServer(); err != nil {
 		t.Fatalf("restart apiserver: %v", err)
 	}
 	restarted = true
-
-	for _, name := range during {
-		f.waitEvent(msg("ADDED", "v1/configmaps", ns+"/"+name), 90*time.Second)
-	}
-	f.waitEvent(msg("DELETED", "v1/configmaps", ns+"/before"), 90*time.Second)
-	if !f.running() {
-		t.Fatal("faro exited after the outage")
-	}
-	f.settle(func() { createCM(t, ns, "after", nil) }, msg("ADDED", "v1/configmaps", ns+"/after"))
-	for _, name := range during {
-		assertCount(t, f, msg("ADDED", "v1/configmaps", ns+"/"+name), 1)
-	}
-	assertCount(t, f, msg("ADDED", "v1/configmaps", ns+"/before"), 1)
 }
