@@ -235,9 +235,8 @@ func (l *resourceLedger) deliver(k nsName, d *delivery) {
 	if d.rules == nil {
 		d.rules = l.rules
 	}
-	d.key = objKey{GVR: l.gvr, Namespace: k.namespace, Name: k.name}
+	d.place, d.ledger = k, l
 	d.src, d.rv = l.src, l.srcRV
-	d.isNS, d.ledger = l.isNS, l
 	l.push(d)
 }
 

@@ -26,10 +26,9 @@ type objKey struct {
 // got (so a retry resumes after the steps that already succeeded).
 type delivery struct {
 	typ      config.EventType
-	key      objKey
+	place    nsName
 	obj, old *unstructured.Unstructured
 	initial  bool
-	isNS     bool
 	// rules are the rules bound to the resource when the event was
 	// admitted (for the initial ADDED of rules new to a resource, those
 	// rules); ledger is the ledger that admitted it.
@@ -47,6 +46,11 @@ type delivery struct {
 	matched bool
 	matches []*rules.Rule
 	step    int // steps done: for each match, 1 (log) + one per plugin
+}
+
+// key is the queue key of d's object.
+func (d *delivery) key() objKey {
+	return objKey{GVR: d.ledger.gvr, Namespace: d.place.namespace, Name: d.place.name}
 }
 
 // started reports whether a worker began processing d.
@@ -134,7 +138,7 @@ func (p *pendingEvents) pop(k objKey) (more bool) {
 // requeues it) or backing off after a failure (and must not be woken early
 // by a newer event).
 func (e *Engine) enqueue(d *delivery) {
-	k := d.key
+	k := d.key()
 	first, compacted := e.pending.push(k, d)
 	if compacted {
 		e.stats.Compacted.Add(1)
@@ -205,10 +209,10 @@ func (e *Engine) delivered(d *delivery) {
 	if d.src != nil {
 		d.src.marks.done(d.rv)
 	}
-	if e.opts.Checkpoint == nil || d.ledger == nil || d.ledger.forgotten.Load() {
+	if e.opts.Checkpoint == nil || d.ledger.forgotten.Load() {
 		return
 	}
-	e.opts.Checkpoint.Record(d.key.GVR, Mark{Object: d.obj, Deleted: d.typ == config.Deleted})
+	e.opts.Checkpoint.Record(d.ledger.gvr, Mark{Object: d.obj, Deleted: d.typ == config.Deleted})
 }
 
 // process matches d against the rules it was admitted for (once), logs
@@ -223,7 +227,7 @@ func (e *Engine) process(ctx context.Context, d *delivery) error {
 		// What the rule may see: a Secret's values are redacted unless it
 		// reveals them.
 		obj, old := d.ev.Objects(r)
-		m := &Matched{Type: d.typ, GVR: d.key.GVR, Object: obj, OldObject: old, Initial: d.initial, Rule: r}
+		m := &Matched{Type: d.typ, GVR: d.ledger.gvr, Object: obj, OldObject: old, Initial: d.initial, Rule: r}
 		if step >= d.step {
 			e.logMatch(m)
 			d.step++
@@ -251,7 +255,7 @@ func (e *Engine) match(ctx context.Context, d *delivery) []*rules.Rule {
 	if len(d.rules) == 0 {
 		return nil
 	}
-	ev := &rules.Event{Type: d.typ, Object: d.obj, OldObject: d.old, Initial: d.initial, IsNamespace: d.isNS}
+	ev := &rules.Event{Type: d.typ, Object: d.obj, OldObject: d.old, Initial: d.initial, IsNamespace: d.ledger.isNS}
 	d.ev = ev
 	var out []*rules.Rule
 	for _, r := range d.rules {
