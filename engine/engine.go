@@ -22,7 +22,6 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/rest"
@@ -111,41 +110,6 @@ type noProgress struct{}
 
 func (noProgress) Begin() metrics.Token { return 0 }
 func (noProgress) End(metrics.Token)    {}
-
-// Checkpoint keeps the delivery ledger across restarts (state_dir).
-type Checkpoint interface {
-	// Resume returns what was delivered of a resource before the restart.
-	Resume(gvr schema.GroupVersionResource) Resumed
-	// Record notes an event whose last handler is done; it is called in
-	// order per object.
-	Record(gvr schema.GroupVersionResource, m Mark)
-	// Forget drops a resource no rule watches any more.
-	Forget(gvr schema.GroupVersionResource)
-}
-
-// Mark is one delivered state: an object's, or its deletion.
-type Mark struct {
-	Object  *unstructured.Unstructured
-	Deleted bool
-}
-
-// Resumed is what a Checkpoint knew of a resource at start.
-type Resumed struct {
-	Objects []ResumedObject
-	// MaxRV is the highest resource version delivered: objects listed with
-	// a higher one appeared while Faro was down.
-	MaxRV uint64
-	// Object returns the last delivered state of an object (nil when it
-	// cannot be read).
-	Object func(uid types.UID) *unstructured.Unstructured
-}
-
-// ResumedObject identifies one delivered object.
-type ResumedObject struct {
-	Namespace, Name string
-	UID             types.UID
-	ResourceVersion string
-}
 
 func (o *Options) validate() error {
 	var errs []error

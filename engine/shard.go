@@ -78,7 +78,7 @@ func (f *shardedListWatch) WatchWithContext(ctx context.Context, o metav1.ListOp
 	if err != nil {
 		return nil, err
 	}
-	return apiwatch.Filter(w, func(ev apiwatch.Event) (apiwatch.Event, bool) {
+	return filterWatch(w, func(ev apiwatch.Event) (apiwatch.Event, bool) {
 		switch ev.Type {
 		case apiwatch.Added, apiwatch.Modified, apiwatch.Deleted:
 			return ev, f.shard.ownsObject(ev.Object)

@@ -158,7 +158,7 @@ func (e *Engine) listWatch(w *informer) cache.ListerWatcher {
 			if err != nil || o.SendInitialEvents == nil || !*o.SendInitialEvents {
 				return wi, err
 			}
-			return apiwatch.Filter(wi, func(ev apiwatch.Event) (apiwatch.Event, bool) {
+			return filterWatch(wi, func(ev apiwatch.Event) (apiwatch.Event, bool) {
 				if ev.Type == apiwatch.Bookmark {
 					if m, err := meta.Accessor(ev.Object); err == nil && m.GetAnnotations()[metav1.InitialEventsAnnotationKey] == "true" {
 						noteListed(m.GetResourceVersion())

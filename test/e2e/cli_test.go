@@ -103,10 +103,7 @@ func TestBinaryLifecycle(t *testing.T) {
 	t.Parallel()
 	bin := faroBinary(t)
 	ns := createNamespace(t, "binary")
-	cfg := filepath.Join(t.TempDir(), "faro.yaml")
-	if err := os.WriteFile(cfg, []byte("resources:\n  - gvr: v1/configmaps\n    namespace_patterns: ["+ns+"]\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	cfg := configFile(t, "resources:\n  - gvr: v1/configmaps\n    namespace_patterns: ["+ns+"]\n")
 
 	t.Run("graceful SIGTERM", func(t *testing.T) {
 		createCM(t, ns, "pre-existing", nil)

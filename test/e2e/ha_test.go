@@ -2,8 +2,6 @@ package e2e
 
 import (
 	"fmt"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
@@ -19,10 +17,7 @@ import (
 // again.
 func TestLeaderFailover(t *testing.T) {
 	ns := createNamespace(t, "failover")
-	cfg := filepath.Join(t.TempDir(), "faro.yaml")
-	if err := os.WriteFile(cfg, []byte(fmt.Sprintf("resources:\n  - gvr: v1/configmaps\n    namespace_patterns: [%q]\n", ns)), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	cfg := configFile(t, fmt.Sprintf("resources:\n  - gvr: v1/configmaps\n    namespace_patterns: [%q]\n", ns))
 	for i := range 10 {
 		createCM(t, ns, fmt.Sprintf("before-%d", i), nil)
 	}

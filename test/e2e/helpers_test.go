@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -41,4 +43,15 @@ func deleteNamespace(t testing.TB, name string) {
 	if _, err := kube.CoreV1().Namespaces().Finalize(ctx, ns, metav1.UpdateOptions{}); err != nil {
 		t.Logf("finalize namespace %s: %v", name, err)
 	}
+}
+
+// configFile writes a Faro config into a folder of its own and returns its
+// path (a state_dir in it is relative to that folder).
+func configFile(t *testing.T, content string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "faro.yaml")
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }

@@ -177,11 +177,12 @@ func serviceAccountConfig(t *testing.T, ns string, rule rbacv1.PolicyRule) *rest
 // faroProcess is the faro binary running on a config with --log-format
 // json, its events collected.
 type faroProcess struct {
-	cmd    *exec.Cmd
-	mu     sync.Mutex
-	events []event
-	stderr syncBuffer
-	exited chan error
+	cmd     *exec.Cmd
+	mu      sync.Mutex
+	events  []event
+	records []pluginRecord
+	stderr  syncBuffer
+	exited  chan error
 }
 
 func startProcess(t *testing.T, cfg string, args ...string) *faroProcess {
@@ -204,6 +205,10 @@ func startProcess(t *testing.T, cfg string, args ...string) *faroProcess {
 			if json.Unmarshal(sc.Bytes(), &ev) == nil && strings.HasPrefix(ev.Message, "CONFIG [") {
 				p.mu.Lock()
 				p.events = append(p.events, ev)
+				p.mu.Unlock()
+			} else if r, ok := parseRecord(sc.Text()); ok {
+				p.mu.Lock()
+				p.records = append(p.records, r)
 				p.mu.Unlock()
 			}
 		}
@@ -245,16 +250,8 @@ func hasMsg(m string) func([]event) bool {
 // change; a torn ledger file is refused with a message naming it.
 func TestResumeAfterKill(t *testing.T) {
 	ns := createNamespace(t, "resume")
-	dir := t.TempDir()
-	cfg := filepath.Join(dir, "faro.yaml")
-	if err := os.WriteFile(cfg, []byte(fmt.Sprintf("state_dir: state\nresources:\n  - gvr: v1/configmaps\n    namespace_patterns: [%q]\n", ns)), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	names := make([]string, 20)
-	for i := range names {
-		names[i] = fmt.Sprintf("cm-%02d", i)
-		createCM(t, ns, names[i], nil)
-	}
+	cfg := configFile(t, fmt.Sprintf("state_dir: state\nresources:\n  - gvr: v1/configmaps\n    namespace_patterns: [%q]\n", ns))
+	names := createCMs(t, ns, 20)
 	p := startProcess(t, cfg)
 	p.waitFor(t, "20 initial ADDED", func(evs []event) bool { return len(evs) == 20 })
 	createCM(t, ns, "marker-1", nil)
@@ -310,7 +307,7 @@ func TestResumeAfterKill(t *testing.T) {
 	if err := <-p.exited; err != nil {
 		t.Fatalf("faro exited with %v after SIGTERM:\n%s", err, p.stderr.String())
 	}
-	ledger := filepath.Join(dir, "state", "ledger.db")
+	ledger := filepath.Join(filepath.Dir(cfg), "state", "ledger.db")
 	data, err := os.ReadFile(ledger)
 	if err != nil {
 		t.Fatal(err)
@@ -414,7 +411,7 @@ func TestShutdownWithEventInBackoff(t *testing.T) {
 		defer mu.Unlock()
 		return slices.ContainsFunc(bodies, func(b string) bool { return strings.Contains(b, ns) })
 	}
-	dir := examplePlugins(t)
+	dir := builtPlugins(t)
 	config := func(ns, extra string) string {
 		return fmt.Sprintf(`%s
 max_retries: 50

@@ -5,8 +5,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -38,10 +36,7 @@ func get(url string) (int, string) {
 // /healthz while it works.
 func TestMetricsAndProbes(t *testing.T) {
 	ns := createNamespace(t, "metrics")
-	cfg := filepath.Join(t.TempDir(), "faro.yaml")
-	if err := os.WriteFile(cfg, []byte(fmt.Sprintf("resources:\n  - gvr: v1/configmaps\n    namespace_patterns: [%q]\n", ns)), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	cfg := configFile(t, fmt.Sprintf("resources:\n  - gvr: v1/configmaps\n    namespace_patterns: [%q]\n", ns))
 	metricsAddr, probeAddr := freeAddr(t), freeAddr(t)
 	p := startProcess(t, cfg, "--metrics-bind-address", metricsAddr, "--health-probe-bind-address", probeAddr)
 	deadline := time.Now().Add(waitTime)

@@ -28,9 +28,10 @@ var (
 	pluginsErr  error
 )
 
-// examplePlugins builds the three example plugins once per test run and
-// returns the folder holding changelog.wasm, notify.wasm and image-policy.wasm.
-func examplePlugins(t *testing.T) string {
+// builtPlugins builds the three example plugins and the host's test guest
+// once per test run and returns the folder holding changelog.wasm,
+// notify.wasm, image-policy.wasm and guest.wasm.
+func builtPlugins(t *testing.T) string {
 	t.Helper()
 	pluginsOnce.Do(func() {
 		pluginsDir, pluginsErr = os.MkdirTemp("", "faro-e2e-plugins-")
@@ -42,6 +43,7 @@ func examplePlugins(t *testing.T) string {
 				return
 			}
 		}
+		pluginsErr = wasmtest.Build(context.Background(), filepath.Join("..", "..", "internal", "wasmhost", "testdata", "guest"), filepath.Join(pluginsDir, "guest.wasm"))
 	})
 	if pluginsErr != nil {
 		t.Fatalf("build example plugins: %v", pluginsErr)
@@ -72,19 +74,25 @@ func (f *faro) records(plugin string) []pluginRecord {
 func recordsOf(raw []string, plugin string) []pluginRecord {
 	var out []pluginRecord
 	for _, l := range raw {
-		var r pluginRecord
-		if json.Unmarshal([]byte(l), &r) == nil && r.Plugin == plugin && strings.HasPrefix(r.Message, "PLUGIN ["+plugin+"]") {
+		if r, ok := parseRecord(l); ok && r.Plugin == plugin {
 			out = append(out, r)
 		}
 	}
 	return out
 }
 
+// parseRecord parses one output line as a PLUGIN line.
+func parseRecord(line string) (pluginRecord, bool) {
+	var r pluginRecord
+	ok := json.Unmarshal([]byte(line), &r) == nil && r.Plugin != "" && strings.HasPrefix(r.Message, "PLUGIN ["+r.Plugin+"]")
+	return r, ok
+}
+
 // TestExamplePlugins runs Faro with the three example plugins against the
 // real apiserver and checks the records they emit and the webhook request.
 func TestExamplePlugins(t *testing.T) {
 	t.Parallel()
-	dir := examplePlugins(t)
+	dir := builtPlugins(t)
 	ns := createNamespace(t, "plugins")
 
 	var hookMu sync.Mutex

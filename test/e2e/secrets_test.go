@@ -9,8 +9,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-
-	"github.com/faro-dev/faro/plugins/sdk/wasmtest"
 )
 
 // TestSecretValuesStayHidden: a plugin that echoes the object, and a CEL
@@ -19,10 +17,7 @@ import (
 // records, log lines and CEL errors alike (keys are kept).
 func TestSecretValuesStayHidden(t *testing.T) {
 	hidden, revealed := createNamespace(t, "secrets"), createNamespace(t, "secrets-reveal")
-	wasm := filepath.Join(t.TempDir(), "guest.wasm")
-	if err := wasmtest.Build(t.Context(), filepath.Join("..", "..", "internal", "wasmhost", "testdata", "guest"), wasm); err != nil {
-		t.Fatal(err)
-	}
+	wasm := filepath.Join(builtPlugins(t), "guest.wasm")
 	f := startFaro(t, fmt.Sprintf(`
 plugins:
   - name: echo

@@ -26,6 +26,18 @@ func createCM(t *testing.T, ns, name string, labels map[string]string) *corev1.C
 	return cm
 }
 
+// createCMs creates n ConfigMaps cm-00, cm-01, … in ns and returns their
+// names.
+func createCMs(t *testing.T, ns string, n int) []string {
+	t.Helper()
+	names := make([]string, n)
+	for i := range names {
+		names[i] = fmt.Sprintf("cm-%02d", i)
+		createCM(t, ns, names[i], nil)
+	}
+	return names
+}
+
 func updateCM(t *testing.T, ns, name, value string) *corev1.ConfigMap {
 	t.Helper()
 	cm, err := kube.CoreV1().ConfigMaps(ns).Get(t.Context(), name, metav1.GetOptions{})

@@ -1,6 +1,6 @@
-// Command guest is the test plugin of internal/wasmhost: the event's name
-// selects what it does, from nothing at all to misbehaving in every way the
-// host must survive.
+// Command guest is the test plugin of internal/wasmhost: the event's name,
+// up to its first dot, selects what it does, from nothing at all to
+// misbehaving in every way the host must survive.
 package main
 
 import (
@@ -27,7 +27,8 @@ var (
 
 func handle(ev sdk.Event) error {
 	calls++
-	switch ev.Name {
+	behaviour, _, _ := strings.Cut(ev.Name, ".")
+	switch behaviour {
 	case "", "empty":
 		return nil
 	case "echo":
@@ -117,5 +118,5 @@ func handle(ev sdk.Event) error {
 			"now": time.Now().Unix(), "rand": hex.EncodeToString(b), "calls": calls,
 		})
 	}
-	return fmt.Errorf("unknown behaviour %q", ev.Name)
+	return fmt.Errorf("unknown behaviour %q", behaviour)
 }
