@@ -1,8 +1,10 @@
 // Command demo is what `make demo` runs: it starts the embedded test
-// cluster, runs the faro binary on config/examples/demo.yaml, drives a few
-// objects through it (namespaced, cluster-scoped, a Deployment and a custom
-// resource whose CRD appears while Faro runs) so that the matched events
-// show on the terminal, then stops everything cleanly.
+// cluster, runs the faro binary on a copy of config/examples/demo.yaml,
+// drives a few objects through it (namespaced, cluster-scoped, a CEL rule
+// that does not match and then does, a Deployment and a custom resource
+// whose CRD appears while Faro runs), adds a rule to the config file while
+// Faro runs, so that the matched events and the reload show on the
+// terminal, then stops everything cleanly.
 package main
 
 import (
@@ -13,6 +15,8 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"time"
@@ -58,8 +62,15 @@ func run(faroBin, cfg string) error {
 	kube := kubernetes.NewForConfigOrDie(c.Config)
 	dyn := dynamic.NewForConfigOrDie(c.Config)
 
-	say("%s --config %s --kubeconfig %s", faroBin, cfg, c.Kubeconfig)
-	cmd := exec.Command(faroBin, "--config", cfg, "--kubeconfig", c.Kubeconfig)
+	// The demo edits the config while Faro runs: it works on a copy, whose
+	// plugin paths still point at bin/plugins.
+	live, err := copyConfig(cfg)
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(filepath.Dir(live))
+	say("%s --config %s --kubeconfig %s", faroBin, live, c.Kubeconfig)
+	cmd := exec.Command(faroBin, "--config", live, "--kubeconfig", c.Kubeconfig)
 	cmd.Stdout = os.Stdout
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
@@ -68,13 +79,11 @@ func run(faroBin, cfg string) error {
 	if err := cmd.Start(); err != nil {
 		return err
 	}
-	synced := make(chan struct{})
-	go forwardUntil(stderr, "informer synced", synced)
-	select {
-	case <-synced:
-	case <-time.After(60 * time.Second):
+	synced, reloaded := make(chan struct{}), make(chan struct{})
+	go forward(stderr, map[string]chan struct{}{"informer synced": synced, "config reloaded": reloaded})
+	if err := await(synced, "faro did not start watching"); err != nil {
 		_ = cmd.Process.Kill()
-		return fmt.Errorf("faro did not start watching within 60s")
+		return err
 	}
 
 	steps := []struct {
@@ -99,6 +108,19 @@ func run(faroBin, cfg string) error {
 				return err
 			}
 			cm.Data["mode"] = "green"
+			_, err = kube.CoreV1().ConfigMaps("faro-demo").Update(ctx, cm, metav1.UpdateOptions{})
+			return err
+		}},
+		{"create ConfigMap alert with mode=blue: the CEL rule (mode == 'red') does not match", func() error {
+			_, err := kube.CoreV1().ConfigMaps("faro-demo").Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "alert"}, Data: map[string]string{"mode": "blue"}}, metav1.CreateOptions{})
+			return err
+		}},
+		{"set alert's mode to red: now it matches", func() error {
+			cm, err := kube.CoreV1().ConfigMaps("faro-demo").Get(ctx, "alert", metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			cm.Data["mode"] = "red"
 			_, err = kube.CoreV1().ConfigMaps("faro-demo").Update(ctx, cm, metav1.UpdateOptions{})
 			return err
 		}},
@@ -129,6 +151,24 @@ func run(faroBin, cfg string) error {
 		{"delete app-settings", func() error {
 			return kube.CoreV1().ConfigMaps("faro-demo").Delete(ctx, "app-settings", metav1.DeleteOptions{})
 		}},
+		{"edit the config file while Faro runs: add a rule for Secrets", func() error {
+			f, err := os.OpenFile(live, os.O_APPEND|os.O_WRONLY, 0)
+			if err != nil {
+				return err
+			}
+			_, err = f.WriteString("  # Added while Faro runs.\n  - gvr: v1/secrets\n    namespace_patterns: [\"faro-demo\"]\n")
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+			if err != nil {
+				return err
+			}
+			return await(reloaded, "faro did not reload its config")
+		}},
+		{"create Secret api-token: the new rule reports it (values redacted for plugins)", func() error {
+			_, err := kube.CoreV1().Secrets("faro-demo").Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "api-token"}, StringData: map[string]string{"token": "s3cr3t"}}, metav1.CreateOptions{})
+			return err
+		}},
 	}
 	for _, s := range steps {
 		say("%s", s.what)
@@ -147,18 +187,53 @@ func run(faroBin, cfg string) error {
 	return nil
 }
 
-// forwardUntil copies faro's diagnostics to the terminal and closes ready
-// when a line contains marker.
-func forwardUntil(r io.Reader, marker string, ready chan struct{}) {
+// forward copies faro's diagnostics to the terminal and closes each
+// channel of seen when a line first contains its key.
+func forward(r io.Reader, seen map[string]chan struct{}) {
 	sc := bufio.NewScanner(r)
-	closed := false
 	for sc.Scan() {
 		fmt.Fprintln(os.Stderr, sc.Text())
-		if !closed && strings.Contains(sc.Text(), marker) {
-			close(ready)
-			closed = true
+		for marker, ch := range seen {
+			if strings.Contains(sc.Text(), marker) {
+				close(ch)
+				delete(seen, marker)
+			}
 		}
 	}
+}
+
+// await waits for ch to close, for at most a minute.
+func await(ch chan struct{}, what string) error {
+	select {
+	case <-ch:
+		return nil
+	case <-time.After(time.Minute):
+		return fmt.Errorf("%s within a minute", what)
+	}
+}
+
+// copyConfig copies the config at path into a temporary folder, with the
+// paths it holds relative to path's folder made absolute, and returns the
+// copy's path.
+func copyConfig(path string) (string, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	abs, err := filepath.Abs(filepath.Dir(path))
+	if err != nil {
+		return "", err
+	}
+	dir, err := os.MkdirTemp("", "faro-demo-")
+	if err != nil {
+		return "", err
+	}
+	text := regexp.MustCompile(`(?m)^(\s+path: )(\S+)$`).ReplaceAllStringFunc(string(data), func(line string) string {
+		i := strings.Index(line, "path: ") + len("path: ")
+		return line[:i] + filepath.Join(abs, line[i:])
+	})
+	live := filepath.Join(dir, "faro.yaml")
+	return live, os.WriteFile(live, []byte(text), 0o644)
 }
 
 func createWidget(ctx context.Context, dyn dynamic.Interface) error {

@@ -296,8 +296,8 @@ func TestPluginFaultsUnderLoad(t *testing.T) {
 plugins:
   - name: faulty
     path: %s
-    timeout: 500ms
-    memory_limit: 32Mi
+    timeout: 2s
+    memory_limit: 16Mi
 resources:
   - gvr: v1/configmaps
     namespace_patterns: [%q]
@@ -350,7 +350,8 @@ resources:
 	}
 	// With the Go heap held to GOMEMLIMIT, resident memory stays under one
 	// ceiling however many faults pass: a failed instance's memory (up to
-	// its 32Mi limit) is released with it.
+	// its 16Mi limit) is released with it. The timeout is long enough
+	// for a memory-hungry call to reach its limit first on a busy machine.
 	const rounds, ceiling = 4, 256 << 20
 	for r := 1; r <= rounds; r++ {
 		round(r)
