@@ -165,7 +165,7 @@ func run(faroBin, cfg string) error {
 			}
 			return await(reloaded, "faro did not reload its config")
 		}},
-		{"create Secret api-token: the new rule reports it (values redacted for plugins)", func() error {
+		{"create Secret api-token: the new rule reports it", func() error {
 			_, err := kube.CoreV1().Secrets("faro-demo").Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "api-token"}, StringData: map[string]string{"token": "s3cr3t"}}, metav1.CreateOptions{})
 			return err
 		}},
