@@ -60,7 +60,11 @@ func loadPlugins(ctx context.Context, host *wasmhost.Host, cfg *config.Config, p
 		}
 		plugin, err := host.Load(ctx, spec)
 		if err != nil {
-			errs = append(errs, cfg.Errorf(path+".path", "%v", err))
+			place := path + ".path"
+			if errors.As(err, new(*wasmhost.ConfigError)) {
+				place = path + ".config"
+			}
+			errs = append(errs, cfg.Errorf(place, "%v", err))
 			continue
 		}
 		set[p.Name] = &loadedPlugin{plugin: plugin, spec: spec, sum: sum}

@@ -100,10 +100,10 @@ func (h Harness) Run(ev Event) Result {
 	status, ok := bridge.Dispatch(c, len(c.input))
 	switch {
 	case !ok:
-		c.res.Err = errors.New("sdktest: no handler registered (sdk.Handle from an init function)")
+		c.res.Err = errors.New("sdktest: the plugin registers no handler: call sdk.Handle in init")
 	case c.failed != nil:
 		c.res.Err = c.failed
-	case status == abi.StatusError:
+	case status == abi.StatusError, status == abi.StatusPanic:
 		c.res.Err = errors.New(c.errMsg)
 	}
 	return c.res
@@ -159,8 +159,8 @@ func (c *call) Emit(rec []byte) int32 {
 	if !abi.ValidRecord(rec) {
 		return abi.ErrInvalid
 	}
-	if len(c.res.Records) >= abi.MaxRecords || c.out+len(rec) > abi.MaxOutput {
-		c.failed = fmt.Errorf("output limit reached (%d records, %d bytes per event)", abi.MaxRecords, abi.MaxOutput)
+	if err := abi.OutputError(len(c.res.Records), c.out, len(rec)); err != nil {
+		c.failed = err
 		return abi.ErrLimit
 	}
 	c.out += len(rec)
