@@ -8,6 +8,7 @@ import (
 	"os"
 	"reflect"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -22,9 +23,10 @@ import (
 // loadedPlugin is one compiled plugin and what it was built from, so that a
 // reload can tell whether it must be rebuilt.
 type loadedPlugin struct {
-	plugin *wasmhost.Plugin
-	spec   wasmhost.PluginSpec
-	sum    [sha256.Size]byte // of the .wasm file
+	plugin  *wasmhost.Plugin
+	spec    wasmhost.PluginSpec
+	sum     [sha256.Size]byte // of the .wasm file
+	retryOn []wasmhost.Kind   // failure kinds after which the event is retried
 }
 
 // pluginSet is the plugins of one config, by name. Replaced whole on reload.
@@ -48,13 +50,18 @@ func loadPlugins(ctx context.Context, host *wasmhost.Host, cfg *config.Config, p
 			errs = append(errs, cfg.Errorf(path, "%v", err))
 			continue
 		}
+		retryOn, bad := retryKinds(cfg, path, p.RetryOn)
+		if len(bad) > 0 {
+			errs = append(errs, bad...)
+			continue
+		}
 		data, err := os.ReadFile(spec.Path)
 		if err != nil {
 			errs = append(errs, cfg.Errorf(path+".path", "cannot read plugin: %v", err))
 			continue
 		}
 		sum := sha256.Sum256(data)
-		if old, ok := prev[p.Name]; ok && old.sum == sum && reflect.DeepEqual(old.spec, spec) {
+		if old, ok := prev[p.Name]; ok && old.sum == sum && reflect.DeepEqual(old.spec, spec) && slices.Equal(old.retryOn, retryOn) {
 			set[p.Name] = old
 			continue
 		}
@@ -67,13 +74,33 @@ func loadPlugins(ctx context.Context, host *wasmhost.Host, cfg *config.Config, p
 			errs = append(errs, cfg.Errorf(place, "%v", err))
 			continue
 		}
-		set[p.Name] = &loadedPlugin{plugin: plugin, spec: spec, sum: sum}
+		set[p.Name] = &loadedPlugin{plugin: plugin, spec: spec, sum: sum, retryOn: retryOn}
 	}
 	if len(errs) > 0 {
 		set.closeUnshared(ctx, prev)
 		return nil, errs
 	}
 	return set, nil
+}
+
+// retryKinds parses a plugin's retry_on (at path): the kinds named, or
+// [error] when it is unset.
+func retryKinds(cfg *config.Config, path string, names []string) ([]wasmhost.Kind, config.Errors) {
+	if names == nil {
+		return []wasmhost.Kind{wasmhost.KindError}, nil
+	}
+	var kinds []wasmhost.Kind
+	var errs config.Errors
+	for j, name := range names {
+		k, ok := wasmhost.ParseKind(name)
+		if !ok {
+			errs = append(errs, cfg.Errorf(fmt.Sprintf("%s.retry_on[%d]", path, j),
+				"unknown failure kind %q; kinds are %s", name, strings.Join(wasmhost.KindNames(), ", ")))
+			continue
+		}
+		kinds = append(kinds, k)
+	}
+	return kinds, errs
 }
 
 func pluginSpec(cfg *config.Config, p config.Plugin) (wasmhost.PluginSpec, error) {
@@ -179,10 +206,11 @@ func (r *router) lookup(name string) *loadedPlugin {
 	return nil
 }
 
-// Handle implements engine.Handler. A plugin's own error (KindError) goes
-// back to the queue to be retried; a trap, timeout, memory overrun or output
-// overflow is logged with its kind and counted by the plugin, and the event
-// goes on: retrying would fail the same way.
+// Handle implements engine.Handler. A failure of a kind the plugin's
+// retry_on lists (by default only its own error, KindError) goes back to the
+// queue to be retried; any other (a panic, trap, timeout, memory overrun or
+// output overflow) is logged with its kind and counted by the plugin, and
+// the event goes on: retrying would most likely fail the same way.
 func (r *router) Handle(ctx context.Context, m *engine.Matched, name string) error {
 	lp := r.lookup(name)
 	if lp == nil {
@@ -199,9 +227,9 @@ func (r *router) Handle(ctx context.Context, m *engine.Matched, name string) err
 	res, err := lp.plugin.Handle(ctx, ev)
 	if err != nil {
 		var perr *wasmhost.Error
-		// A plugin's own error, or one closed under the event (replaced by
-		// a reload), is worth retrying; the other kinds would fail again.
-		if errors.As(err, &perr) && perr.Kind != wasmhost.KindError && !errors.Is(err, wasmhost.ErrClosed) {
+		// A kind retry_on lists, or a plugin closed under the event
+		// (replaced by a reload), is worth retrying.
+		if errors.As(err, &perr) && !slices.Contains(lp.retryOn, perr.Kind) && !errors.Is(err, wasmhost.ErrClosed) {
 			r.diag.Error("plugin failed; event not retried", "plugin", name, "kind", perr.Kind.String(),
 				"object", m.Key(), "gvr", ev.GVR, "error", perr.Err)
 			return nil
