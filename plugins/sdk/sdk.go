@@ -179,7 +179,7 @@ func dispatch(inputLen int) int32 {
 	}
 	if err := prepareConfig(); err != nil {
 		hostSetError(err.Error())
-		return abi.StatusError
+		return abi.StatusConfig
 	}
 	h, err := abi.ParseHeader(hostReadInput(inputLen))
 	if err == nil {

@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/faro-dev/faro/plugins/sdk"
 	"github.com/faro-dev/faro/plugins/sdk/sdktest"
@@ -23,6 +25,9 @@ type testConfig struct {
 	Greeting string `json:"greeting"`
 	Level    string `json:"level"`
 }
+
+// stopLoop ends the "loop" handler.
+var stopLoop atomic.Bool
 
 // declared is the configuration declared in init, with its default level.
 var declared = testConfig{Level: "info"}
@@ -71,6 +76,10 @@ func handle(ev sdk.Event) error {
 		}
 	case "panic":
 		panic("oops")
+	case "loop":
+		for !stopLoop.Load() {
+		}
+		return nil
 	case "log":
 		l := sdk.Logger().With("plugin", "test").WithGroup("g")
 		l.Warn("grouped", "k", "v w", slog.Group("sub", "n", 1))
@@ -133,16 +142,16 @@ func TestConfig(t *testing.T) {
 }
 
 func TestErrors(t *testing.T) {
-	tests := []struct{ name, want string }{
-		{"invalid", "sdk: emit: json: unsupported type: func()"},
-		{"flood", "output over the per-event limit of 1000 records"},
-		{"panic", "panic: oops"},
-		{"other", "unknown: other"},
+	tests := []struct{ name, kind, want string }{
+		{"invalid", "error", "sdk: emit: json: unsupported type: func()"},
+		{"flood", "output", "output over the per-event limit of 1000 records"},
+		{"panic", "panic", "panic: oops"},
+		{"other", "error", "unknown: other"},
 	}
 	for _, tt := range tests {
 		res := sdktest.Run(sdktest.Event{Name: tt.name})
-		if res.Err == nil || !strings.Contains(res.Err.Error(), tt.want) {
-			t.Errorf("%s: err = %v, want %q", tt.name, res.Err, tt.want)
+		if res.Err == nil || !strings.Contains(res.Err.Error(), tt.want) || res.Kind != tt.kind {
+			t.Errorf("%s: err = %v (kind %q), want %q (kind %q)", tt.name, res.Err, res.Kind, tt.want, tt.kind)
 		}
 	}
 	res := sdktest.Run(sdktest.Event{Name: "panic"})
@@ -196,5 +205,24 @@ func TestHTTPPost(t *testing.T) {
 		if res.Err != nil || len(res.Records) != 1 || string(res.Records[0]) != tt.want {
 			t.Errorf("%s: %+v", tt.name, res)
 		}
+	}
+}
+
+// TestTimeout: a handler that does not return fails the run after the
+// harness's timeout instead of hanging the test; until it returns, later
+// runs fail too.
+func TestTimeout(t *testing.T) {
+	defer stopLoop.Store(false)
+	h := sdktest.Harness{Timeout: 50 * time.Millisecond}
+	res := h.Run(sdktest.Event{Name: "loop"})
+	if res.Kind != "timeout" || res.Err == nil || !strings.Contains(res.Err.Error(), "handler still running after 50ms") {
+		t.Fatalf("looping handler: %+v", res)
+	}
+	if res := h.Run(sdktest.Event{Name: "log"}); res.Kind != "timeout" {
+		t.Fatalf("run while the loop goes on: %+v", res)
+	}
+	stopLoop.Store(true)
+	if res := sdktest.Run(sdktest.Event{Name: "log"}); res.Err != nil {
+		t.Fatalf("run after the loop ended: %+v", res)
 	}
 }
