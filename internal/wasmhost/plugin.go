@@ -96,7 +96,7 @@ func (h *Host) load(ctx context.Context, spec PluginSpec) (*Plugin, error) {
 	if err != nil {
 		return nil, err
 	}
-	compiled, err := h.rt.CompileModule(ctx, bin)
+	compiled, err := h.disk.compile(ctx, h.rt, bin)
 	if err != nil {
 		return nil, fmt.Errorf("invalid module: %w", err)
 	}
