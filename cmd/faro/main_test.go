@@ -12,8 +12,9 @@ import (
 	"github.com/faro-dev/faro/plugins/sdk/wasmtest"
 )
 
-// changelogWasm is the changelog example built once per test binary.
-var changelogWasm string
+// The changelog example and wasmhost's test guest (whose event name picks
+// its behaviour), built once per test binary.
+var changelogWasm, guestWasm string
 
 func TestMain(m *testing.M) { os.Exit(runTests(m)) }
 
@@ -25,9 +26,12 @@ func runTests(m *testing.M) int {
 	}
 	defer os.RemoveAll(dir)
 	changelogWasm = filepath.Join(dir, "changelog.wasm")
-	if err := wasmtest.Build(context.Background(), "../../plugins/examples/changelog", changelogWasm); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
+	guestWasm = filepath.Join(dir, "guest.wasm")
+	for src, out := range map[string]string{"../../plugins/examples/changelog": changelogWasm, "../../internal/wasmhost/testdata/guest": guestWasm} {
+		if err := wasmtest.Build(context.Background(), src, out); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
 	}
 	return m.Run()
 }
@@ -57,7 +61,7 @@ resources:
     plugins: [changelog]
 `, changelogWasm, tt.config))
 			var stdout, stderr bytes.Buffer
-			code := run([]string{"validate", "--config", path}, &stdout, &stderr)
+			code := run([]string{"validate", "--config", path}, nil, &stdout, &stderr)
 			out := stdout.String() + stderr.String()
 			if code != tt.wantCode {
 				t.Fatalf("exit %d, want %d\n%s", code, tt.wantCode, out)

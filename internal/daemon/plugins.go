@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -216,20 +217,11 @@ func (r *router) Handle(ctx context.Context, m *engine.Matched, name string) err
 	if lp == nil {
 		return fmt.Errorf("plugin %q is not loaded", name)
 	}
-	ev := &wasmhost.Event{
-		Type: string(m.Type), GVR: m.GVRString(), Namespace: m.Object.GetNamespace(), Name: m.Object.GetName(),
-		UID: string(m.Object.GetUID()), ResourceVersion: m.Object.GetResourceVersion(), Rule: m.Rule.ID,
-		Initial: m.Initial, Object: m.Object.Object,
-	}
-	if m.OldObject != nil {
-		ev.OldObject = m.OldObject.Object
-	}
+	ev := pluginEvent(m)
 	res, err := lp.plugin.Handle(ctx, ev)
 	if err != nil {
 		var perr *wasmhost.Error
-		// A kind retry_on lists, or a plugin closed under the event
-		// (replaced by a reload), is worth retrying.
-		if errors.As(err, &perr) && !slices.Contains(lp.retryOn, perr.Kind) && !errors.Is(err, wasmhost.ErrClosed) {
+		if errors.As(err, &perr) && !lp.retries(err) {
 			r.diag.Error("plugin failed; event not retried", "plugin", name, "kind", perr.Kind.String(),
 				"object", m.Key(), "gvr", ev.GVR, "error", perr.Err)
 			return nil
@@ -247,3 +239,64 @@ func (r *router) Handle(ctx context.Context, m *engine.Matched, name string) err
 	}
 	return nil
 }
+
+// pluginEvent is the event a plugin gets for m.
+func pluginEvent(m *engine.Matched) *wasmhost.Event {
+	ev := &wasmhost.Event{
+		Type: string(m.Type), GVR: m.GVRString(), Namespace: m.Object.GetNamespace(), Name: m.Object.GetName(),
+		UID: string(m.Object.GetUID()), ResourceVersion: m.Object.GetResourceVersion(), Rule: m.Rule.ID,
+		Initial: m.Initial, Object: m.Object.Object,
+	}
+	if m.OldObject != nil {
+		ev.OldObject = m.OldObject.Object
+	}
+	return ev
+}
+
+// Plugin is one plugin loaded as the daemon loads it (same limits, sandbox
+// and compilation cache), outside any cluster: `faro plugin run`.
+type Plugin struct {
+	host *wasmhost.Host
+	lp   *loadedPlugin
+}
+
+// OpenPlugin loads p (its path relative to the working directory), logging
+// the plugin's logs to log. Load problems are config.Errors, as from faro
+// validate.
+func OpenPlugin(ctx context.Context, p config.Plugin, log hclog.Logger) (*Plugin, error) {
+	host, err := wasmhost.New(ctx, wasmhost.Options{PoolSize: 1, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	set, err := loadPlugins(ctx, host, &config.Config{Plugins: []config.Plugin{p}}, nil)
+	if err != nil {
+		host.Close(ctx)
+		return nil, err
+	}
+	return &Plugin{host: host, lp: set[p.Name]}, nil
+}
+
+// Handle runs m through the plugin and returns the records it emitted. A
+// failure is a *wasmhost.Error; Retried says whether the daemon would
+// retry it.
+func (p *Plugin) Handle(ctx context.Context, m *engine.Matched) ([]json.RawMessage, error) {
+	res, err := p.lp.plugin.Handle(ctx, pluginEvent(m))
+	return res.Records, err
+}
+
+// Retried reports whether the daemon retries an event that failed with err.
+func (p *Plugin) Retried(err error) bool { return p.lp.retries(err) }
+
+// retries reports whether an event that failed with err is retried: a
+// failure of a kind retry_on lists, or of a plugin closed under the event
+// (replaced by a reload).
+func (lp *loadedPlugin) retries(err error) bool {
+	var perr *wasmhost.Error
+	if err == nil || errors.Is(err, wasmhost.ErrClosed) || !errors.As(err, &perr) {
+		return err != nil
+	}
+	return slices.Contains(lp.retryOn, perr.Kind)
+}
+
+// Close closes the plugin and its host.
+func (p *Plugin) Close(ctx context.Context) error { return p.host.Close(ctx) }
