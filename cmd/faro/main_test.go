@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -16,24 +15,11 @@ import (
 // its behaviour), built once per test binary.
 var changelogWasm, guestWasm string
 
-func TestMain(m *testing.M) { os.Exit(runTests(m)) }
-
-func runTests(m *testing.M) int {
-	dir, err := os.MkdirTemp("", "faro-cmd-test")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer os.RemoveAll(dir)
-	changelogWasm = filepath.Join(dir, "changelog.wasm")
-	guestWasm = filepath.Join(dir, "guest.wasm")
-	for src, out := range map[string]string{"../../plugins/examples/changelog": changelogWasm, "../../internal/wasmhost/testdata/guest": guestWasm} {
-		if err := wasmtest.Build(context.Background(), src, out); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-	}
-	return m.Run()
+func TestMain(m *testing.M) {
+	wasmtest.MainBuilding(m, map[string]*string{
+		"../../plugins/examples/changelog":       &changelogWasm,
+		"../../internal/wasmhost/testdata/guest": &guestWasm,
+	})
 }
 
 func TestValidatePlugins(t *testing.T) {

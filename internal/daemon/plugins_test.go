@@ -3,8 +3,6 @@ package daemon
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -21,21 +19,8 @@ import (
 // guestWasm is wasmhost's test guest, whose event name picks its behaviour.
 var guestWasm string
 
-func TestMain(m *testing.M) { os.Exit(runTests(m)) }
-
-func runTests(m *testing.M) int {
-	dir, err := os.MkdirTemp("", "daemon-test")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer os.RemoveAll(dir)
-	guestWasm = filepath.Join(dir, "guest.wasm")
-	if err := wasmtest.Build(context.Background(), "../wasmhost/testdata/guest", guestWasm); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	return m.Run()
+func TestMain(m *testing.M) {
+	wasmtest.MainBuilding(m, map[string]*string{"../wasmhost/testdata/guest": &guestWasm})
 }
 
 // TestRetryOn: the router hands back (to be retried) exactly the failures

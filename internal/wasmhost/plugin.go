@@ -322,7 +322,7 @@ type Result struct {
 }
 
 // Handle runs ev through the plugin on an idle instance, waiting for one if
-// all PoolSize are busy. A failure is an *Error; only KindError is worth
+// all PoolSize are busy. A failure is an *Error; by default only KindError is worth
 // retrying. Whatever the plugin does, the call returns within the plugin's
 // timeout of starting, plus, when the slot it got has no live instance, the
 // time to start one (about 10 ms for a Go plugin, at most 10 s).

@@ -62,19 +62,34 @@ func Build(ctx context.Context, dir, out string) error {
 // *wasmPath, runs the tests, removes the file and exits.
 func Main(m *testing.M, wasmPath *string) {
 	flag.Parse()
-	os.Exit(run(m, wasmPath))
+	builds := map[string]*string{}
+	if !testing.Short() {
+		builds["."] = wasmPath
+	}
+	os.Exit(run(m, builds))
 }
 
-func run(m *testing.M, wasmPath *string) int {
-	if !testing.Short() {
-		dir, err := os.MkdirTemp("", "wasmtest")
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		defer os.RemoveAll(dir)
-		*wasmPath = filepath.Join(dir, "plugin.wasm")
-		if err := Build(context.Background(), ".", *wasmPath); err != nil {
+// MainBuilding is a TestMain for tests that need built plugins, -short or
+// not: it builds each Go plugin package dir of builds (relative to the
+// test's directory) into a temporary file, stores its path in builds[dir],
+// runs the tests, removes the files and exits.
+func MainBuilding(m *testing.M, builds map[string]*string) {
+	flag.Parse()
+	os.Exit(run(m, builds))
+}
+
+func run(m *testing.M, builds map[string]*string) int {
+	dir, err := os.MkdirTemp("", "wasmtest")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	n := 0
+	for src, path := range builds {
+		n++
+		*path = filepath.Join(dir, fmt.Sprintf("plugin%d.wasm", n))
+		if err := Build(context.Background(), src, *path); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
