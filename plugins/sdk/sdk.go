@@ -266,7 +266,7 @@ func Emit(record any) error {
 // Called from an init function, Config declares the plugin's configuration:
 // the host decodes it when it loads the plugin and refuses the plugin, with
 // the error naming the key, if it does not fit; the handler then reads v.
-// The value v holds at that call are the defaults. Under the native harness
+// The values v holds at that call are the defaults. Under the native harness
 // (sdktest), which serves a configuration per run, v is decoded afresh from
 // the defaults before every run, so read it in the handler, not in init.
 //
