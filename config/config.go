@@ -94,6 +94,10 @@ type Plugin struct {
 	MemoryLimit  string   `yaml:"memory_limit"`
 	AllowedHosts []string `yaml:"allowed_hosts"`
 	MaxCalls     int      `yaml:"max_calls"`
+	// RetryOn names the failure kinds (error, panic, trap, timeout,
+	// out-of-memory, output, canceled) after which an event is retried;
+	// nil means [error]. The daemon checks the names.
+	RetryOn []string `yaml:"retry_on"`
 }
 
 // FilePath resolves a path written in the config: relative paths are

@@ -23,17 +23,23 @@ const usage = `Usage:
   faro validate --config FILE        check a config file offline; exit 1 on any problem
   faro rbac --config FILE --service-account NAMESPACE/NAME [--leader-elect]
                                      print the least-privilege RBAC for the config
+  faro plugin compile PLUGIN.wasm... pre-compile plugins into the compilation cache
+  faro plugin run PLUGIN.wasm --object FILE [...]
+                                     run a plugin on objects from files, no cluster
 
 Flags:
 `
 
 func main() {
-	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }
 
-func run(args []string, stdout, stderr io.Writer) int {
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == "rbac" {
 		return runRBAC(args[1:], stdout, stderr)
+	}
+	if len(args) > 0 && args[0] == "plugin" {
+		return runPlugin(args[1:], stdin, stdout, stderr)
 	}
 	cmd := "run"
 	if len(args) > 0 && (args[0] == "run" || args[0] == "validate") {

@@ -3,11 +3,13 @@ package daemon
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"reflect"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -22,9 +24,10 @@ import (
 // loadedPlugin is one compiled plugin and what it was built from, so that a
 // reload can tell whether it must be rebuilt.
 type loadedPlugin struct {
-	plugin *wasmhost.Plugin
-	spec   wasmhost.PluginSpec
-	sum    [sha256.Size]byte // of the .wasm file
+	plugin  *wasmhost.Plugin
+	spec    wasmhost.PluginSpec
+	sum     [sha256.Size]byte // of the .wasm file
+	retryOn []wasmhost.Kind   // failure kinds after which the event is retried
 }
 
 // pluginSet is the plugins of one config, by name. Replaced whole on reload.
@@ -48,28 +51,57 @@ func loadPlugins(ctx context.Context, host *wasmhost.Host, cfg *config.Config, p
 			errs = append(errs, cfg.Errorf(path, "%v", err))
 			continue
 		}
+		retryOn, bad := retryKinds(cfg, path, p.RetryOn)
+		if len(bad) > 0 {
+			errs = append(errs, bad...)
+			continue
+		}
 		data, err := os.ReadFile(spec.Path)
 		if err != nil {
 			errs = append(errs, cfg.Errorf(path+".path", "cannot read plugin: %v", err))
 			continue
 		}
 		sum := sha256.Sum256(data)
-		if old, ok := prev[p.Name]; ok && old.sum == sum && reflect.DeepEqual(old.spec, spec) {
+		if old, ok := prev[p.Name]; ok && old.sum == sum && reflect.DeepEqual(old.spec, spec) && slices.Equal(old.retryOn, retryOn) {
 			set[p.Name] = old
 			continue
 		}
 		plugin, err := host.Load(ctx, spec)
 		if err != nil {
-			errs = append(errs, cfg.Errorf(path+".path", "%v", err))
+			place := path + ".path"
+			if errors.As(err, new(*wasmhost.ConfigError)) {
+				place = path + ".config"
+			}
+			errs = append(errs, cfg.Errorf(place, "%v", err))
 			continue
 		}
-		set[p.Name] = &loadedPlugin{plugin: plugin, spec: spec, sum: sum}
+		set[p.Name] = &loadedPlugin{plugin: plugin, spec: spec, sum: sum, retryOn: retryOn}
 	}
 	if len(errs) > 0 {
 		set.closeUnshared(ctx, prev)
 		return nil, errs
 	}
 	return set, nil
+}
+
+// retryKinds parses a plugin's retry_on (at path): the kinds named, or
+// [error] when it is unset.
+func retryKinds(cfg *config.Config, path string, names []string) ([]wasmhost.Kind, config.Errors) {
+	if names == nil {
+		return []wasmhost.Kind{wasmhost.KindError}, nil
+	}
+	var kinds []wasmhost.Kind
+	var errs config.Errors
+	for j, name := range names {
+		k, ok := wasmhost.ParseKind(name)
+		if !ok {
+			errs = append(errs, cfg.Errorf(fmt.Sprintf("%s.retry_on[%d]", path, j),
+				"unknown failure kind %q; kinds are %s", name, strings.Join(wasmhost.KindNames(), ", ")))
+			continue
+		}
+		kinds = append(kinds, k)
+	}
+	return kinds, errs
 }
 
 func pluginSpec(cfg *config.Config, p config.Plugin) (wasmhost.PluginSpec, error) {
@@ -175,29 +207,21 @@ func (r *router) lookup(name string) *loadedPlugin {
 	return nil
 }
 
-// Handle implements engine.Handler. A plugin's own error (KindError) goes
-// back to the queue to be retried; a trap, timeout, memory overrun or output
-// overflow is logged with its kind and counted by the plugin, and the event
-// goes on: retrying would fail the same way.
+// Handle implements engine.Handler. A failure of a kind the plugin's
+// retry_on lists (by default only its own error, KindError) goes back to the
+// queue to be retried; any other (a panic, trap, timeout, memory overrun or
+// output overflow) is logged with its kind and counted by the plugin, and
+// the event goes on: retrying would most likely fail the same way.
 func (r *router) Handle(ctx context.Context, m *engine.Matched, name string) error {
 	lp := r.lookup(name)
 	if lp == nil {
 		return fmt.Errorf("plugin %q is not loaded", name)
 	}
-	ev := &wasmhost.Event{
-		Type: string(m.Type), GVR: m.GVRString(), Namespace: m.Object.GetNamespace(), Name: m.Object.GetName(),
-		UID: string(m.Object.GetUID()), ResourceVersion: m.Object.GetResourceVersion(), Rule: m.Rule.ID,
-		Initial: m.Initial, Object: m.Object.Object,
-	}
-	if m.OldObject != nil {
-		ev.OldObject = m.OldObject.Object
-	}
+	ev := pluginEvent(m)
 	res, err := lp.plugin.Handle(ctx, ev)
 	if err != nil {
 		var perr *wasmhost.Error
-		// A plugin's own error, or one closed under the event (replaced by
-		// a reload), is worth retrying; the other kinds would fail again.
-		if errors.As(err, &perr) && perr.Kind != wasmhost.KindError && !errors.Is(err, wasmhost.ErrClosed) {
+		if errors.As(err, &perr) && !lp.retries(err) {
 			r.diag.Error("plugin failed; event not retried", "plugin", name, "kind", perr.Kind.String(),
 				"object", m.Key(), "gvr", ev.GVR, "error", perr.Err)
 			return nil
@@ -215,3 +239,64 @@ func (r *router) Handle(ctx context.Context, m *engine.Matched, name string) err
 	}
 	return nil
 }
+
+// pluginEvent is the event a plugin gets for m.
+func pluginEvent(m *engine.Matched) *wasmhost.Event {
+	ev := &wasmhost.Event{
+		Type: string(m.Type), GVR: m.GVRString(), Namespace: m.Object.GetNamespace(), Name: m.Object.GetName(),
+		UID: string(m.Object.GetUID()), ResourceVersion: m.Object.GetResourceVersion(), Rule: m.Rule.ID,
+		Initial: m.Initial, Object: m.Object.Object,
+	}
+	if m.OldObject != nil {
+		ev.OldObject = m.OldObject.Object
+	}
+	return ev
+}
+
+// Plugin is one plugin loaded as the daemon loads it (same limits, sandbox
+// and compilation cache), outside any cluster: `faro plugin run`.
+type Plugin struct {
+	host *wasmhost.Host
+	lp   *loadedPlugin
+}
+
+// OpenPlugin loads p (its path relative to the working directory), logging
+// the plugin's logs to log. Load problems are config.Errors, as from faro
+// validate.
+func OpenPlugin(ctx context.Context, p config.Plugin, log hclog.Logger) (*Plugin, error) {
+	host, err := wasmhost.New(ctx, wasmhost.Options{PoolSize: 1, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	set, err := loadPlugins(ctx, host, &config.Config{Plugins: []config.Plugin{p}}, nil)
+	if err != nil {
+		host.Close(ctx)
+		return nil, err
+	}
+	return &Plugin{host: host, lp: set[p.Name]}, nil
+}
+
+// Handle runs m through the plugin and returns the records it emitted. A
+// failure is a *wasmhost.Error; Retried says whether the daemon would
+// retry it.
+func (p *Plugin) Handle(ctx context.Context, m *engine.Matched) ([]json.RawMessage, error) {
+	res, err := p.lp.plugin.Handle(ctx, pluginEvent(m))
+	return res.Records, err
+}
+
+// Retried reports whether the daemon retries an event that failed with err.
+func (p *Plugin) Retried(err error) bool { return p.lp.retries(err) }
+
+// retries reports whether an event that failed with err is retried: a
+// failure of a kind retry_on lists, or of a plugin closed under the event
+// (replaced by a reload).
+func (lp *loadedPlugin) retries(err error) bool {
+	var perr *wasmhost.Error
+	if err == nil || errors.Is(err, wasmhost.ErrClosed) || !errors.As(err, &perr) {
+		return err != nil
+	}
+	return slices.Contains(lp.retryOn, perr.Kind)
+}
+
+// Close closes the plugin and its host.
+func (p *Plugin) Close(ctx context.Context) error { return p.host.Close(ctx) }

@@ -35,7 +35,8 @@ var Registry RegistererGatherer = prometheus.NewRegistry()
 // Plugin call results, the values of faro_plugin_calls_total's result label.
 const (
 	PluginOK       = "ok"
-	PluginError    = "error"    // the plugin returned an error (retried)
+	PluginError    = "error"    // the plugin returned an error
+	PluginPanic    = "panic"    // the handler panicked
 	PluginTrap     = "trap"     // the guest crashed
 	PluginTimeout  = "timeout"  // the call ran past the plugin's timeout
 	PluginOOM      = "oom"      // the instance hit its memory limit
@@ -81,7 +82,7 @@ var (
 	}, []string{"rule"})
 	pluginCalls = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "faro_plugin_calls_total",
-		Help: "Plugin calls, by plugin and result (ok, error, trap, timeout, oom, output, canceled).",
+		Help: "Plugin calls, by plugin and result (ok, error, panic, trap, timeout, oom, output, canceled).",
 	}, []string{"plugin", "result"})
 	pluginDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "faro_plugin_duration_seconds",

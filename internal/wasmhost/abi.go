@@ -166,8 +166,8 @@ func emit(ctx context.Context, m api.Module, stack []uint64) {
 	switch {
 	case cs.failure != nil:
 		stack[0] = api.EncodeI32(abi.ErrLimit)
-	case len(cs.records) >= abi.MaxRecords || cs.outBytes+len(rec) > abi.MaxOutput:
-		cs.failure = fmt.Errorf("output over the per-event limit of %d records or %d bytes", abi.MaxRecords, abi.MaxOutput)
+	case abi.OutputError(len(cs.records), cs.outBytes, len(rec)) != nil:
+		cs.failure = abi.OutputError(len(cs.records), cs.outBytes, len(rec))
 		cs.records = nil
 		stack[0] = api.EncodeI32(abi.ErrLimit)
 	case !abi.ValidRecord(rec):
@@ -179,10 +179,11 @@ func emit(ctx context.Context, m api.Module, stack []uint64) {
 	}
 }
 
-// set_error(ptr, len): the message of a StatusError.
+// set_error(ptr, len): the message of a StatusError or StatusPanic, of
+// faro_handle or of faro_check.
 func setError(ctx context.Context, m api.Module, stack []uint64) {
 	msg := read(m, abi.ImportSetError, stack[0], stack[1])
-	inCall(ctx, abi.ImportSetError).errMsg = string(msg[:min(len(msg), maxErrorMsg)])
+	stateOf(ctx).errMsg = string(msg[:min(len(msg), maxErrorMsg)])
 }
 
 // log(level, ptr, len): level is a log/slog level.

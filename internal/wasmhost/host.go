@@ -31,8 +31,13 @@ import (
 // Options configures a Host.
 type Options struct {
 	// CacheDir holds wazero's compilation cache; "" means
-	// os.UserCacheDir()/faro/wasm.
+	// DefaultCacheDir().
 	CacheDir string
+	// CacheMaxAge and CacheMaxBytes bound the cache: entries unused for
+	// CacheMaxAge, or beyond CacheMaxBytes in all, are evicted, least
+	// recently used first. 0 means DefaultCacheMaxAge, DefaultCacheMaxBytes.
+	CacheMaxAge   time.Duration
+	CacheMaxBytes int64
 	// PoolSize is the most live instances per plugin, normally the engine's
 	// worker count, so no worker ever waits for an instance.
 	PoolSize int
@@ -45,6 +50,7 @@ type Options struct {
 type Host struct {
 	rt     wazero.Runtime
 	cache  wazero.CompilationCache
+	disk   *diskCache // nil when compiling in memory
 	opts   Options
 	client *http.Client
 
@@ -67,11 +73,11 @@ func newHost(ctx context.Context, opts Options, interruptible bool) (*Host, erro
 	if opts.Logger == nil {
 		opts.Logger = hclog.NewNullLogger()
 	}
-	cache := compilationCache(opts)
+	cache, disk := compilationCache(opts)
 	rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfig().
 		WithCompilationCache(cache).
 		WithCloseOnContextDone(interruptible))
-	h := &Host{rt: rt, cache: cache, opts: opts, client: newHTTPClient()}
+	h := &Host{rt: rt, cache: cache, disk: disk, opts: opts, client: newHTTPClient()}
 	if _, err := wasi_snapshot_preview1.Instantiate(ctx, rt); err != nil {
 		h.closeRuntime(ctx)
 		return nil, fmt.Errorf("wasmhost: wasi: %w", err)
@@ -83,26 +89,69 @@ func newHost(ctx context.Context, opts Options, interruptible bool) (*Host, erro
 	return h, nil
 }
 
+// DefaultCacheDir is where compiled plugins are cached unless
+// Options.CacheDir says otherwise: os.UserCacheDir()/faro/wasm
+// ($XDG_CACHE_HOME/faro/wasm, else ~/.cache/faro/wasm on Linux).
+func DefaultCacheDir() (string, error) {
+	base, err := os.UserCacheDir()
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(base, "faro", "wasm"), nil
+}
+
 // compilationCache returns the on-disk compilation cache in opts.CacheDir
-// (default os.UserCacheDir()/faro/wasm). Where there is none to be had (no
-// home directory, a read-only file system, as in many containers) plugins
-// still load, compiled once per process in memory, and a warning says why.
-func compilationCache(opts Options) wazero.CompilationCache {
+// (default DefaultCacheDir), after evicting what is over its bounds. Where
+// there is none to be had (no home directory, a read-only file system, as
+// in many containers) plugins still load, compiled once per process in
+// memory, and a warning says why.
+func compilationCache(opts Options) (wazero.CompilationCache, *diskCache) {
 	dir := opts.CacheDir
 	if dir == "" {
-		base, err := os.UserCacheDir()
-		if err != nil {
+		var err error
+		if dir, err = DefaultCacheDir(); err != nil {
 			opts.Logger.Warn("no cache directory for compiled plugins; compiling in memory", "error", err)
-			return wazero.NewCompilationCache()
+			return wazero.NewCompilationCache(), nil
 		}
-		dir = filepath.Join(base, "faro", "wasm")
 	}
 	cache, err := wazero.NewCompilationCacheWithDir(dir)
 	if err != nil {
 		opts.Logger.Warn("cannot use the plugin compilation cache; compiling in memory", "dir", dir, "error", err)
-		return wazero.NewCompilationCache()
+		return wazero.NewCompilationCache(), nil
 	}
-	return cache
+	maxAge, maxBytes := cacheBounds(opts)
+	disk := &diskCache{dir: dir, maxAge: maxAge, maxBytes: maxBytes, log: opts.Logger}
+	disk.evict(time.Now())
+	return cache, disk
+}
+
+// Compile compiles the module at path into the compilation cache, without
+// loading it, so that later loads (of any Host using the same cache dir)
+// skip compiling: `faro plugin compile` uses it to bake compiled plugins
+// into an image.
+func (h *Host) Compile(ctx context.Context, path string) error {
+	bin, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	compiled, err := h.disk.compile(ctx, h.rt, bin)
+	if err != nil {
+		return fmt.Errorf("%s: invalid module: %w", path, err)
+	}
+	if err := checkExports(compiled); err != nil {
+		compiled.Close(ctx)
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return compiled.Close(ctx)
+}
+
+// CacheDir is the folder of the on-disk compilation cache, "" when the
+// Host compiles in memory.
+func (h *Host) CacheDir() string {
+	if h.disk == nil {
+		return ""
+	}
+	return h.disk.dir
 }
 
 // Close closes every plugin (waiting for calls in flight until ctx ends),

@@ -40,6 +40,8 @@ func TestLoadRejects(t *testing.T) {
 	}
 	wrongHandle := abiModule(1)
 	wrongHandle.funcs[2] = wasmFunc{export: "faro_handle", results: []byte{tI32}, body: i32Const(0)}
+	command := abiModule(1)
+	command.funcs[0].export = "_start"
 	noMemory := abiModule(1)
 	noMemory.noMemory = true
 	bigMemory := abiModule(1)
@@ -52,12 +54,17 @@ func TestLoadRejects(t *testing.T) {
 	tests := []struct {
 		name    string
 		module  []byte
+		path    *string // a built guest instead of module
 		spec    wasmhost.PluginSpec
 		wantErr string
+		config  bool // the error is a *wasmhost.ConfigError
 	}{
 		{name: "not wasm", module: []byte("#!/bin/sh\necho hi\n"), wantErr: "invalid module"},
 		{name: "ABI version mismatch", module: abiModule(2).bytes(), wantErr: "module speaks ABI version 2, this host speaks 1"},
-		{name: "no handle export", module: without("faro_handle").bytes(), wantErr: `does not export "faro_handle"`},
+		{name: "no handle export", module: without("faro_handle").bytes(),
+			wantErr: `does not export "faro_handle" (it is a WASI reactor (c-shared) without Faro's SDK: import github.com/faro-dev/faro/plugins/sdk and call sdk.Handle in init)`},
+		{name: "a WASI command", module: command.bytes(),
+			wantErr: `does not export "_initialize" (it is a WASI command; a plugin is a reactor: build with GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared)`},
 		{name: "no version export", module: without("faro_abi_version").bytes(), wantErr: `does not export "faro_abi_version"`},
 		{name: "no _initialize (a wasm command, not a reactor)", module: without("_initialize").bytes(), wantErr: `does not export "_initialize"`},
 		{name: "no memory", module: noMemory.bytes(), wantErr: `does not export "memory"`},
@@ -84,13 +91,19 @@ func TestLoadRejects(t *testing.T) {
 		},
 		{
 			name: "memory over the limit", module: bigMemory.bytes(), spec: wasmhost.PluginSpec{MemoryLimit: 128 << 10},
-			wantErr: "module needs 262144 bytes of memory to start, over its limit of 131072",
+			wantErr: "module needs 256Ki of memory to start, over its memory_limit of 128Ki",
 		},
 		{name: "_initialize traps", module: trapsAtInit.bytes(), wantErr: "start: plugin"},
 		{name: "version loops", module: loopsInVersion.bytes(), spec: wasmhost.PluginSpec{Timeout: 50 * time.Millisecond}, wantErr: "deadline exceeded"},
 		{name: "bad config", module: abiModule(1).bytes(), spec: wasmhost.PluginSpec{Config: json.RawMessage(`{`)}, wantErr: "config is not valid JSON"},
 		{name: "bad allowed host", module: abiModule(1).bytes(), spec: wasmhost.PluginSpec{AllowedHosts: []string{"https://x"}}, wantErr: `allowed host "https://x"`},
 		{name: "missing file", wantErr: "no such file"},
+		{name: "no handler registered", path: &declaredWasm, spec: wasmhost.PluginSpec{Config: json.RawMessage(`{"handler":false}`)},
+			wantErr: "registers no handler: call sdk.Handle in init"},
+		{name: "unknown config key", path: &declaredWasm, spec: wasmhost.PluginSpec{Config: json.RawMessage(`{"greting":"hi"}`)},
+			wantErr: `config: unknown key "greting"`, config: true},
+		{name: "config of the wrong type", path: &declaredWasm, spec: wasmhost.PluginSpec{Config: json.RawMessage(`{"greeting":1}`)},
+			wantErr: `config: key "greeting": want string, got JSON number`, config: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -100,6 +113,9 @@ func TestLoadRejects(t *testing.T) {
 			if tt.module != nil {
 				spec.Path = writeModule(t, tt.module)
 			}
+			if tt.path != nil {
+				spec.Path = *tt.path
+			}
 			p, err := host.Load(context.Background(), spec)
 			if err == nil {
 				p.Close(context.Background())
@@ -107,6 +123,9 @@ func TestLoadRejects(t *testing.T) {
 			}
 			if !strings.Contains(err.Error(), tt.wantErr) || !strings.Contains(err.Error(), spec.Path) {
 				t.Fatalf("err = %v\nwant it to contain %q and the path", err, tt.wantErr)
+			}
+			if isConfig := errors.As(err, new(*wasmhost.ConfigError)); isConfig != tt.config {
+				t.Errorf("err is a ConfigError: %v, want %v", isConfig, tt.config)
 			}
 		})
 	}
@@ -171,15 +190,16 @@ func TestFailuresAreReportedAndPoolRecovers(t *testing.T) {
 		replaced  bool // the instance is closed and a new one started
 	}{
 		{"error", wasmhost.KindError, "boom", false},
-		{"panic", wasmhost.KindError, "panic: assignment to entry in nil map", false},
+		{"panic", wasmhost.KindPanic, "panic: assignment to entry in nil map", false},
 		{"unknown", wasmhost.KindError, `unknown behaviour "unknown"`, false},
-		{"invalid", wasmhost.KindError, "rejected by the host as invalid", false},
-		{"flood", wasmhost.KindOutput, "output over the per-event limit", false},
+		{"invalid", wasmhost.KindError, "rejected by the host as invalid: a record must be a JSON object, got an array", false},
+		{"flood", wasmhost.KindOutput, "output over the per-event limit of 1000 records", false},
+		{"bigflood", wasmhost.KindOutput, "output over the per-event limit of 1048576 bytes: 1024100 emitted, the next record has 102410", false},
 		{"trap", wasmhost.KindTrap, "panic: kaboom in a goroutine", true},
 		{"exit", wasmhost.KindTrap, "exited with code 3", true},
 		{"loop", wasmhost.KindTimeout, "stopped after 300ms", true},
 		{"sleep", wasmhost.KindTimeout, "stopped after 300ms", true},
-		{"oom", wasmhost.KindOOM, "memory limit of 33554432 bytes reached: fatal error: out of memory", true},
+		{"oom", wasmhost.KindOOM, "memory_limit of 32Mi reached: fatal error: out of memory", true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.behaviour, func(t *testing.T) {
@@ -259,6 +279,19 @@ func TestEvent(t *testing.T) {
 	wb, _ := json.Marshal(want)
 	if string(gb) != string(wb) {
 		t.Errorf("echo\n got %s\nwant %s", gb, wb)
+	}
+}
+
+func TestDeclaredConfig(t *testing.T) {
+	for _, tt := range []struct{ config, want string }{
+		{``, `{"handler":true,"greeting":"hello"}`},
+		{`{"greeting":"hi"}`, `{"handler":true,"greeting":"hi"}`},
+	} {
+		p := load(t, wasmhost.PluginSpec{Path: declaredWasm, Config: json.RawMessage(tt.config)})
+		res, err := p.Handle(context.Background(), &wasmhost.Event{Name: "x"})
+		if err != nil || len(res.Records) != 1 || string(res.Records[0]) != tt.want {
+			t.Errorf("config %s: records %s, err %v; want %s", tt.config, res.Records, err, tt.want)
+		}
 	}
 }
 

@@ -112,12 +112,15 @@ func (inst *instance) call(ctx context.Context, ev *Event) (Result, *Error) {
 	switch status := int32(inst.stack[0]); status {
 	case abi.StatusOK:
 		return Result{Records: records}, nil
-	case abi.StatusError:
-		msg := cs.errMsg
+	case abi.StatusError, abi.StatusPanic:
+		msg, kind := cs.errMsg, KindError
+		if status == abi.StatusPanic {
+			kind = KindPanic
+		}
 		if msg == "" {
 			msg = "handler failed without a message"
 		}
-		return Result{}, &Error{Plugin: p.spec.Name, Kind: KindError, Err: errors.New(msg)}
+		return Result{}, &Error{Plugin: p.spec.Name, Kind: kind, Err: errors.New(msg)}
 	default:
 		return Result{}, &Error{Plugin: p.spec.Name, Kind: KindOutput, Err: fmt.Errorf("handler returned unknown status %d", status)}
 	}
@@ -137,7 +140,7 @@ func (inst *instance) classify(callCtx, parent context.Context, timeout time.Dur
 	case isExit && exit.ExitCode() == sys.ExitCodeDeadlineExceeded && callCtx.Err() != nil:
 		e.Kind, e.Err = KindTimeout, fmt.Errorf("stopped after %s", timeout)
 	case inst.mem.refused:
-		e.Kind, e.Err = KindOOM, fmt.Errorf("memory limit of %d bytes reached%s", p.spec.MemoryLimit, inst.stderr.summary())
+		e.Kind, e.Err = KindOOM, fmt.Errorf("memory_limit of %s reached%s", Quantity(p.spec.MemoryLimit), inst.stderr.summary())
 	case isExit:
 		e.Err = fmt.Errorf("exited with code %d%s", exit.ExitCode(), inst.stderr.summary())
 	default:

@@ -21,10 +21,11 @@ import (
 // loaded into one shared host; modules compile once per machine thanks to
 // the compilation cache in wasmtest.CacheDir.
 var (
-	tmpDir    string
-	guestWasm string
-	host      *wasmhost.Host
-	logs      syncBuffer
+	tmpDir       string
+	guestWasm    string
+	declaredWasm string // testdata/declared
+	host         *wasmhost.Host
+	logs         syncBuffer
 )
 
 func TestMain(m *testing.M) { os.Exit(run(m)) }
@@ -38,9 +39,12 @@ func run(m *testing.M) int {
 	}
 	defer os.RemoveAll(tmpDir)
 	guestWasm = filepath.Join(tmpDir, "guest.wasm")
-	if err := wasmtest.Build(ctx, "testdata/guest", guestWasm); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
+	declaredWasm = filepath.Join(tmpDir, "declared.wasm")
+	for dir, out := range map[string]string{"testdata/guest": guestWasm, "testdata/declared": declaredWasm} {
+		if err := wasmtest.Build(ctx, dir, out); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
 	}
 	host, err = wasmhost.New(ctx, wasmhost.Options{
 		CacheDir: wasmtest.CacheDir(),

@@ -5,6 +5,7 @@ import "github.com/faro-dev/faro/internal/metrics"
 // metricResults maps failure kinds to faro_plugin_calls_total's result label.
 var metricResults = [...]string{
 	KindError:    metrics.PluginError,
+	KindPanic:    metrics.PluginPanic,
 	KindTrap:     metrics.PluginTrap,
 	KindTimeout:  metrics.PluginTimeout,
 	KindOOM:      metrics.PluginOOM,

@@ -16,11 +16,11 @@ func TestCallMetrics(t *testing.T) {
 	// machine the other behaviours can take longer than one.
 	p := load(t, wasmhost.PluginSpec{Name: "metered"})
 	quick := load(t, wasmhost.PluginSpec{Name: "metered", Timeout: 300 * time.Millisecond})
-	for _, behaviour := range []string{"nap", "nap", "error", "trap", "flood"} {
+	for _, behaviour := range []string{"nap", "nap", "error", "panic", "trap", "flood"} {
 		_, _ = p.Handle(context.Background(), &wasmhost.Event{Type: "ADDED", Name: behaviour})
 	}
 	_, _ = quick.Handle(context.Background(), &wasmhost.Event{Type: "ADDED", Name: "loop"})
-	want := map[string]uint64{"ok": 2, "error": 1, "trap": 1, "timeout": 1, "output": 1}
+	want := map[string]uint64{"ok": 2, "error": 1, "panic": 1, "trap": 1, "timeout": 1, "output": 1}
 	fams, err := metrics.Registry.Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -49,7 +49,7 @@ func TestCallMetrics(t *testing.T) {
 			t.Errorf("faro_plugin_calls_total{plugin=metered,result=%s} = %d, want %d (all: %v)", result, got[result], n, got)
 		}
 	}
-	if observed != 6 {
-		t.Errorf("faro_plugin_duration_seconds{plugin=metered} count = %d, want 6", observed)
+	if observed != 7 {
+		t.Errorf("faro_plugin_duration_seconds{plugin=metered} count = %d, want 7", observed)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -17,6 +18,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
+	"k8s.io/apimachinery/pkg/api/resource"
 
 	"github.com/faro-dev/faro/internal/metrics"
 	"github.com/faro-dev/faro/plugins/sdk/abi"
@@ -94,7 +96,7 @@ func (h *Host) load(ctx context.Context, spec PluginSpec) (*Plugin, error) {
 	if err != nil {
 		return nil, err
 	}
-	compiled, err := h.rt.CompileModule(ctx, bin)
+	compiled, err := h.disk.compile(ctx, h.rt, bin)
 	if err != nil {
 		return nil, fmt.Errorf("invalid module: %w", err)
 	}
@@ -120,6 +122,14 @@ func (h *Host) load(ctx context.Context, spec PluginSpec) (*Plugin, error) {
 	return p, nil
 }
 
+// Quantity writes a byte count as a config file would: "32Mi".
+func Quantity(n uint64) string {
+	if n > math.MaxInt64 {
+		return strconv.FormatUint(n, 10)
+	}
+	return resource.NewQuantity(int64(n), resource.BinarySI).String()
+}
+
 func normalize(spec *PluginSpec) error {
 	if spec.Name == "" {
 		return errors.New("plugin has no name")
@@ -137,7 +147,7 @@ func normalize(spec *PluginSpec) error {
 		spec.MemoryLimit = DefaultMemoryLimit
 	}
 	if spec.MemoryLimit < 1<<16 || spec.MemoryLimit > math.MaxUint32+1 {
-		return fmt.Errorf("memory limit %d outside 64Ki..4Gi", spec.MemoryLimit)
+		return fmt.Errorf("memory limit %s outside 64Ki..4Gi", Quantity(spec.MemoryLimit))
 	}
 	if len(spec.Config) == 0 || string(spec.Config) == "null" {
 		spec.Config = nil
@@ -166,7 +176,7 @@ func (p *Plugin) validate(ctx context.Context) (*instance, error) {
 		return nil, err
 	}
 	if mem := p.compiled.ExportedMemories()[abi.ExportMemory]; uint64(mem.Min())<<16 > p.spec.MemoryLimit {
-		return nil, fmt.Errorf("module needs %d bytes of memory to start, over its limit of %d", uint64(mem.Min())<<16, p.spec.MemoryLimit)
+		return nil, fmt.Errorf("module needs %s of memory to start, over its memory_limit of %s", Quantity(uint64(mem.Min())<<16), Quantity(p.spec.MemoryLimit))
 	}
 	inst, e := p.newInstance(ctx)
 	if e != nil {
@@ -178,6 +188,9 @@ func (p *Plugin) validate(ctx context.Context) (*instance, error) {
 	if err == nil && int32(res[0]) != abi.Version {
 		err = fmt.Errorf("module speaks ABI version %d, this host speaks %d", int32(res[0]), abi.Version)
 	}
+	if err == nil {
+		err = inst.check(vctx)
+	}
 	if err != nil {
 		inst.close()
 		return nil, err
@@ -185,9 +198,52 @@ func (p *Plugin) validate(ctx context.Context) (*instance, error) {
 	return inst, nil
 }
 
+// ConfigError is the load error of a plugin whose configuration does not
+// fit what the plugin declared (sdk.Config in init).
+type ConfigError struct{ Msg string }
+
+func (e *ConfigError) Error() string { return e.Msg }
+
+// check calls the guest's optional faro_check, which refuses a module that
+// registers no handler or whose configuration does not fit.
+func (inst *instance) check(ctx context.Context) error {
+	fn := inst.mod.ExportedFunction(abi.ExportCheck)
+	if fn == nil {
+		return nil
+	}
+	cs := &inst.cs
+	cs.errMsg = ""
+	res, err := fn.Call(withCall(ctx, cs))
+	inst.flush()
+	switch {
+	case err != nil:
+		return fmt.Errorf("%s: %w", abi.ExportCheck, err)
+	case int32(res[0]) == abi.StatusOK:
+		return nil
+	case int32(res[0]) == abi.StatusConfig:
+		return &ConfigError{Msg: cs.errMsg}
+	case cs.errMsg == "":
+		return fmt.Errorf("%s returned status %d", abi.ExportCheck, int32(res[0]))
+	default:
+		return errors.New(cs.errMsg)
+	}
+}
+
+// exportHint says what a module that lacks an ABI export probably is.
+func exportHint(m wazero.CompiledModule) string {
+	fns := m.ExportedFunctions()
+	if _, ok := fns["_start"]; ok {
+		return "it is a WASI command; a plugin is a reactor: build with GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared"
+	}
+	if _, ok := fns[abi.ExportInitialize]; ok {
+		return "it is a WASI reactor (c-shared) without Faro's SDK: import github.com/faro-dev/faro/plugins/sdk and call sdk.Handle in init"
+	}
+	return "a plugin is a WASI reactor built with Faro's SDK: GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared"
+}
+
 func checkExports(m wazero.CompiledModule) error {
 	if _, ok := m.ExportedMemories()[abi.ExportMemory]; !ok {
-		return fmt.Errorf("module does not export %q (is it a Faro plugin built with -buildmode=c-shared?)", abi.ExportMemory)
+		return fmt.Errorf("module does not export %q (%s)", abi.ExportMemory, exportHint(m))
 	}
 	fns := m.ExportedFunctions()
 	for _, want := range []struct {
@@ -200,7 +256,7 @@ func checkExports(m wazero.CompiledModule) error {
 	} {
 		fn, ok := fns[want.name]
 		if !ok {
-			return fmt.Errorf("module does not export %q (is it a Faro plugin built with -buildmode=c-shared?)", want.name)
+			return fmt.Errorf("module does not export %q (%s)", want.name, exportHint(m))
 		}
 		if !sameTypes(fn.ParamTypes(), want.params) || !sameTypes(fn.ResultTypes(), want.results) {
 			return fmt.Errorf("export %q has signature %s, the ABI wants %s",
@@ -266,7 +322,7 @@ type Result struct {
 }
 
 // Handle runs ev through the plugin on an idle instance, waiting for one if
-// all PoolSize are busy. A failure is an *Error; only KindError is worth
+// all PoolSize are busy. A failure is an *Error; by default only KindError is worth
 // retrying. Whatever the plugin does, the call returns within the plugin's
 // timeout of starting, plus, when the slot it got has no live instance, the
 // time to start one (about 10 ms for a Go plugin, at most 10 s).
@@ -311,7 +367,7 @@ func (p *Plugin) run(ctx context.Context, inst *instance, ev *Event) (Result, *i
 	}
 	inst.calls++
 	switch {
-	case err != nil && err.Kind != KindError && err.Kind != KindOutput, inst.stale:
+	case err != nil && err.Kind != KindError && err.Kind != KindPanic && err.Kind != KindOutput, inst.stale:
 		inst.close() // failed, or may be closed by wazero any moment
 	case inst.calls >= p.spec.MaxCalls || uint64(inst.memory.Size()) > p.highWater:
 		p.recycled.Add(1)

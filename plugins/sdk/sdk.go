@@ -27,7 +27,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"reflect"
 	"runtime/debug"
+	"strings"
 
 	"github.com/faro-dev/faro/plugins/sdk/abi"
 )
@@ -153,9 +155,10 @@ func (v Value) Decode(dst any) error {
 }
 
 // Handle registers the plugin's event handler; call it from an init
-// function (a wasm reactor never runs main). A returned error is reported to
-// Faro, which retries the event with backoff; a panic is turned into an
-// error the same way.
+// function (a wasm reactor never runs main). A module that registers none
+// is refused at load. A returned error is reported to Faro, which retries
+// the event with backoff; a panic fails the event with the kind "panic",
+// which Faro does not retry unless the plugin's retry_on says so.
 func Handle(fn func(ev Event) error) {
 	handler = fn
 	registerDispatch()
@@ -163,16 +166,31 @@ func Handle(fn func(ev Event) error) {
 
 var handler func(Event) error
 
+// errNoHandler is what the host reports for a module that never called
+// Handle.
+const errNoHandler = "registers no handler: call sdk.Handle in init"
+
 // dispatch runs the handler for one event whose header is inputLen bytes
 // long; the host's faro_handle call (or the native harness) lands here.
 func dispatch(inputLen int) int32 {
 	if handler == nil {
-		hostSetError("sdk: no handler registered; call sdk.Handle from an init function")
+		hostSetError(errNoHandler)
 		return abi.StatusError
+	}
+	if err := prepareConfig(); err != nil {
+		hostSetError(err.Error())
+		return abi.StatusConfig
 	}
 	h, err := abi.ParseHeader(hostReadInput(inputLen))
 	if err == nil {
+		inHandler = true
 		err = safeCall(handler, Event(h))
+		inHandler = false
+	}
+	var pe panicError
+	if errors.As(err, &pe) {
+		hostSetError(err.Error())
+		return abi.StatusPanic
 	}
 	if err != nil {
 		hostSetError(err.Error())
@@ -181,15 +199,39 @@ func dispatch(inputLen int) int32 {
 	return abi.StatusOK
 }
 
+// inHandler is true while the handler runs.
+var inHandler bool
+
+// check reports whether the module is ready for events: a handler is
+// registered and the configuration declared in init decoded. The host calls
+// it once at load (faro_check) and refuses the module on StatusError.
+func check() int32 {
+	switch {
+	case handler == nil:
+		hostSetError(errNoHandler)
+	case conf.err != nil:
+		hostSetError(conf.err.Error())
+		return abi.StatusConfig
+	default:
+		return abi.StatusOK
+	}
+	return abi.StatusError
+}
+
 func safeCall(fn func(Event) error, ev Event) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			hostLog(int32(slog.LevelError), fmt.Sprintf("panic: %v\n%s", r, debug.Stack()))
-			err = fmt.Errorf("panic: %v", r)
+			err = panicError{r}
 		}
 	}()
 	return fn(ev)
 }
+
+// panicError is a recovered panic of the handler.
+type panicError struct{ value any }
+
+func (p panicError) Error() string { return fmt.Sprintf("panic: %v", p.value) }
 
 // Emit sends one record for this event: a value marshalled with
 // encoding/json (or a json.RawMessage) that must be a JSON object. Faro
@@ -212,22 +254,91 @@ func Emit(record any) error {
 	case abi.ErrLimit:
 		return ErrOutputLimit
 	default:
-		return ErrInvalid
+		return fmt.Errorf("%w: a record must be a JSON object, got %s", ErrInvalid, abi.JSONKind(b))
 	}
 }
 
 // Config decodes the plugin's configuration (the "config" value of its entry
-// in Faro's config file) into v with encoding/json. Without a configuration
-// v is left untouched.
+// in Faro's config file) into v, a pointer, strictly: a key v has no field
+// for, or a value of the wrong type, is an error naming the key. Without a
+// configuration v keeps the values it had.
+//
+// Called from an init function, Config declares the plugin's configuration:
+// the host decodes it when it loads the plugin and refuses the plugin, with
+// the error naming the key, if it does not fit; the handler then reads v.
+// The values v holds at that call are the defaults. Under the native harness
+// (sdktest), which serves a configuration per run, v is decoded afresh from
+// the defaults before every run, so read it in the handler, not in init.
+//
+// Called from the handler, Config decodes into v then and there.
 func Config(v any) error {
+	rv := reflect.ValueOf(v)
+	if rv.Kind() != reflect.Pointer || rv.IsNil() {
+		return fmt.Errorf("sdk: config: want a non-nil pointer, got %T", v)
+	}
+	if inHandler {
+		return decodeConfig(v)
+	}
+	defaults, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("sdk: config: defaults: %w", err)
+	}
+	conf = declared{target: v, defaults: defaults}
+	if !configAtInit() {
+		return nil // decoded before each run: prepareConfig
+	}
+	conf.err = decodeConfig(v)
+	return conf.err
+}
+
+// declared is the configuration declared by Config in init.
+type declared struct {
+	target   any
+	defaults []byte // the target's JSON when declared
+	err      error  // decoding it failed
+}
+
+var conf declared
+
+// prepareConfig decodes the declared configuration before a run where the
+// transport serves a configuration per run (the native harness), starting
+// from the defaults; elsewhere it reports the error of the decode at init.
+func prepareConfig() error {
+	if conf.target == nil || configAtInit() {
+		return conf.err
+	}
+	rv := reflect.ValueOf(conf.target).Elem()
+	rv.SetZero()
+	if err := json.Unmarshal(conf.defaults, conf.target); err != nil {
+		return fmt.Errorf("sdk: config: defaults: %w", err)
+	}
+	return decodeConfig(conf.target)
+}
+
+// decodeConfig decodes the host's configuration into v strictly.
+func decodeConfig(v any) error {
 	raw, ok := hostGetConfig()
 	if !ok {
 		return nil
 	}
-	if err := json.Unmarshal(raw, v); err != nil {
-		return fmt.Errorf("sdk: config: %w", err)
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("config: %s", configProblem(err))
 	}
 	return nil
+}
+
+// configProblem says which key of the configuration err is about.
+func configProblem(err error) string {
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) && te.Field != "" {
+		return fmt.Sprintf("key %q: want %s, got JSON %s", te.Field, te.Type, te.Value)
+	}
+	if key, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+		return "unknown key " + key
+	}
+	return strings.TrimPrefix(err.Error(), "json: ")
 }
 
 // HTTPPost posts body (as application/json) to url through the host, which

@@ -1,18 +1,36 @@
 package sdk_test
 
 import (
-	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/faro-dev/faro/plugins/sdk"
 	"github.com/faro-dev/faro/plugins/sdk/sdktest"
 )
 
 // The handler under test: the event's name picks what it exercises.
-func init() { sdk.Handle(handle) }
+func init() {
+	if err := sdk.Config(&declared); err != nil {
+		panic(err) // natively the decode is deferred to each run
+	}
+	sdk.Handle(handle)
+}
+
+type testConfig struct {
+	Greeting string `json:"greeting"`
+	Level    string `json:"level"`
+}
+
+// stopLoop ends the "loop" handler.
+var stopLoop atomic.Bool
+
+// declared is the configuration declared in init, with its default level.
+var declared = testConfig{Level: "info"}
 
 func handle(ev sdk.Event) error {
 	switch ev.Name {
@@ -39,14 +57,15 @@ func handle(ev sdk.Event) error {
 			"objects": obj != nil && old == nil,
 		})
 	case "config":
-		var cfg struct{ Greeting string }
+		var cfg testConfig
 		if err := sdk.Config(&cfg); err != nil {
 			return err
 		}
-		return sdk.Emit(json.RawMessage(`{"greeting":"` + cfg.Greeting + `"}`))
+		return sdk.Emit(map[string]any{"declared": declared, "in_handler": cfg})
 	case "invalid":
-		if err := sdk.Emit("a string"); !errors.Is(err, sdk.ErrInvalid) {
-			return errors.New("a string record was not refused")
+		err := sdk.Emit([]string{"a"})
+		if !errors.Is(err, sdk.ErrInvalid) || !strings.Contains(err.Error(), "a record must be a JSON object, got an array") {
+			return fmt.Errorf("an array record: %v", err)
 		}
 		return sdk.Emit(func() {}) // cannot be marshalled
 	case "flood":
@@ -57,6 +76,10 @@ func handle(ev sdk.Event) error {
 		}
 	case "panic":
 		panic("oops")
+	case "loop":
+		for !stopLoop.Load() {
+		}
+		return nil
 	case "log":
 		l := sdk.Logger().With("plugin", "test").WithGroup("g")
 		l.Warn("grouped", "k", "v w", slog.Group("sub", "n", 1))
@@ -87,32 +110,48 @@ func TestFields(t *testing.T) {
 	}
 }
 
+// TestConfig runs in order: each run decodes the declared configuration
+// afresh from its defaults.
 func TestConfig(t *testing.T) {
-	res := sdktest.Harness{Config: map[string]string{"greeting": "hi"}}.Run(sdktest.Event{Name: "config"})
-	if res.Err != nil || len(res.Records) != 1 || string(res.Records[0]) != `{"greeting":"hi"}` {
-		t.Fatalf("%+v", res)
+	tests := []struct {
+		name    string
+		config  any
+		want    string
+		wantErr string
+	}{
+		{name: "given", config: map[string]string{"greeting": "hi", "level": "debug"},
+			want: `{"declared":{"greeting":"hi","level":"debug"},"in_handler":{"greeting":"hi","level":"debug"}}`},
+		{name: "none: defaults again",
+			want: `{"declared":{"greeting":"","level":"info"},"in_handler":{"greeting":"","level":""}}`},
+		{name: "unknown key", config: map[string]string{"greting": "hi"}, wantErr: `config: unknown key "greting"`},
+		{name: "wrong type", config: map[string]int{"level": 3}, wantErr: `config: key "level": want string, got JSON number`},
+		{name: "not an object", config: []int{1}, wantErr: "config: "},
 	}
-	res = sdktest.Run(sdktest.Event{Name: "config"})
-	if res.Err != nil || string(res.Records[0]) != `{"greeting":""}` {
-		t.Fatalf("without config: %+v", res)
-	}
-	res = sdktest.Harness{Config: []int{1}}.Run(sdktest.Event{Name: "config"})
-	if res.Err == nil || !strings.Contains(res.Err.Error(), "sdk: config:") {
-		t.Fatalf("bad config: %+v", res)
+	for _, tt := range tests {
+		res := sdktest.Harness{Config: tt.config}.Run(sdktest.Event{Name: "config"})
+		if tt.wantErr != "" {
+			if res.Err == nil || !strings.Contains(res.Err.Error(), tt.wantErr) {
+				t.Errorf("%s: err = %v, want %q", tt.name, res.Err, tt.wantErr)
+			}
+			continue
+		}
+		if res.Err != nil || len(res.Records) != 1 || string(res.Records[0]) != tt.want {
+			t.Errorf("%s: %+v\nwant %s", tt.name, res, tt.want)
+		}
 	}
 }
 
 func TestErrors(t *testing.T) {
-	tests := []struct{ name, want string }{
-		{"invalid", "sdk: emit: json: unsupported type: func()"},
-		{"flood", "output limit reached"},
-		{"panic", "panic: oops"},
-		{"other", "unknown: other"},
+	tests := []struct{ name, kind, want string }{
+		{"invalid", "error", "sdk: emit: json: unsupported type: func()"},
+		{"flood", "output", "output over the per-event limit of 1000 records"},
+		{"panic", "panic", "panic: oops"},
+		{"other", "error", "unknown: other"},
 	}
 	for _, tt := range tests {
 		res := sdktest.Run(sdktest.Event{Name: tt.name})
-		if res.Err == nil || !strings.Contains(res.Err.Error(), tt.want) {
-			t.Errorf("%s: err = %v, want %q", tt.name, res.Err, tt.want)
+		if res.Err == nil || !strings.Contains(res.Err.Error(), tt.want) || res.Kind != tt.kind {
+			t.Errorf("%s: err = %v (kind %q), want %q (kind %q)", tt.name, res.Err, res.Kind, tt.want, tt.kind)
 		}
 	}
 	res := sdktest.Run(sdktest.Event{Name: "panic"})
@@ -166,5 +205,24 @@ func TestHTTPPost(t *testing.T) {
 		if res.Err != nil || len(res.Records) != 1 || string(res.Records[0]) != tt.want {
 			t.Errorf("%s: %+v", tt.name, res)
 		}
+	}
+}
+
+// TestTimeout: a handler that does not return fails the run after the
+// harness's timeout instead of hanging the test; until it returns, later
+// runs fail too.
+func TestTimeout(t *testing.T) {
+	defer stopLoop.Store(false)
+	h := sdktest.Harness{Timeout: 50 * time.Millisecond}
+	res := h.Run(sdktest.Event{Name: "loop"})
+	if res.Kind != "timeout" || res.Err == nil || !strings.Contains(res.Err.Error(), "handler still running after 50ms") {
+		t.Fatalf("looping handler: %+v", res)
+	}
+	if res := h.Run(sdktest.Event{Name: "log"}); res.Kind != "timeout" {
+		t.Fatalf("run while the loop goes on: %+v", res)
+	}
+	stopLoop.Store(true)
+	if res := sdktest.Run(sdktest.Event{Name: "log"}); res.Err != nil {
+		t.Fatalf("run after the loop ended: %+v", res)
 	}
 }

@@ -9,6 +9,10 @@ import "github.com/faro-dev/faro/plugins/sdk/internal/bridge"
 
 func registerDispatch() { bridge.SetDispatch(dispatch) }
 
+// configAtInit is false: the native harness serves a configuration per run,
+// so a configuration declared in init is decoded before each run.
+func configAtInit() bool { return false }
+
 func hostReadInput(int) []byte { return bridge.Current().ReadInput() }
 
 func hostGetField(pointer []byte) ([]byte, bool) { return bridge.Current().GetField(string(pointer)) }

@@ -17,6 +17,9 @@ func abiVersion() int32 { return abi.Version }
 //go:wasmexport faro_handle
 func handle(inputLen int32) int32 { return dispatch(int(inputLen)) }
 
+//go:wasmexport faro_check
+func faroCheck() int32 { return check() }
+
 //go:wasmimport faro read_input
 func readInput(ptr unsafe.Pointer)
 
@@ -41,6 +44,10 @@ func logLine(level int32, msg string)
 func httpPost(url string, body unsafe.Pointer, bodyLen uint32, resp unsafe.Pointer, respCap uint32, respLen *uint32) int32
 
 func registerDispatch() {} // faro_handle calls dispatch directly
+
+// configAtInit is true: the host serves the configuration during
+// _initialize, so a configuration declared in init is decoded there.
+func configAtInit() bool { return true }
 
 // Buffers reused across calls of this instance; a call runs to completion
 // before the next starts, so they are never shared.

@@ -30,7 +30,14 @@ import (
 
 func main() {}
 
-func init() { sdk.Handle(handle) }
+// cfg is the plugin's configuration, with its defaults; the host refuses a
+// config with other keys or types when it loads the plugin.
+var cfg = config{Fields: []string{"spec", "data"}, MaxChanges: 50}
+
+func init() {
+	sdk.Config(&cfg)
+	sdk.Handle(handle)
+}
 
 type config struct {
 	Fields     []string `json:"fields"`
@@ -60,10 +67,6 @@ const maxValue = 256
 func handle(ev sdk.Event) error {
 	if ev.Type != sdk.Updated {
 		return nil
-	}
-	cfg := config{Fields: []string{"spec", "data"}, MaxChanges: 50}
-	if err := sdk.Config(&cfg); err != nil {
-		return err
 	}
 	kind, olds, news, err := fields(ev, cfg)
 	if err != nil {

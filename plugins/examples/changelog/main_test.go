@@ -98,10 +98,20 @@ func TestChangelog(t *testing.T) {
 }
 
 func TestBadConfig(t *testing.T) {
-	res := sdktest.Harness{Config: map[string]any{"fields": "spec"}}.Run(sdktest.Event{
-		Type: sdk.Updated, Object: sdktest.Object(`{}`), OldObject: sdktest.Object(`{}`)})
-	if res.Err == nil || !strings.Contains(res.Err.Error(), "config") {
-		t.Fatalf("err = %v, want a config error", res.Err)
+	tests := []struct {
+		config map[string]any
+		want   string
+	}{
+		{map[string]any{"fieldz": []string{"spec"}}, `config: unknown key "fieldz"`},
+		{map[string]any{"fields": "spec"}, `config: key "fields": want []string, got JSON string`},
+		{map[string]any{"max_changes": "3"}, `config: key "max_changes": want int, got JSON string`},
+	}
+	for _, tt := range tests {
+		res := sdktest.Harness{Config: tt.config}.Run(sdktest.Event{
+			Type: sdk.Updated, Object: sdktest.Object(`{}`), OldObject: sdktest.Object(`{}`)})
+		if res.Err == nil || !strings.Contains(res.Err.Error(), tt.want) {
+			t.Errorf("config %v: err = %v, want %q", tt.config, res.Err, tt.want)
+		}
 	}
 }
 

@@ -31,7 +31,14 @@ import (
 
 func main() {}
 
-func init() { sdk.Handle(handle) }
+// cfg is the plugin's configuration, with its defaults; the host refuses a
+// config with other keys or types when it loads the plugin.
+var cfg = config{RequiredLimits: []string{"cpu", "memory"}}
+
+func init() {
+	sdk.Config(&cfg)
+	sdk.Handle(handle)
+}
 
 type config struct {
 	AllowedRegistries []string `json:"allowed_registries"`
@@ -71,10 +78,6 @@ func handle(ev sdk.Event) error {
 	}
 	if ev.Type == sdk.Updated && sameContainers(ev, path) {
 		return nil
-	}
-	cfg := config{RequiredLimits: []string{"cpu", "memory"}}
-	if err := sdk.Config(&cfg); err != nil {
-		return err
 	}
 	for _, list := range []string{"initContainers", "containers"} {
 		var cs []container

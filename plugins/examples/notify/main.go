@@ -29,7 +29,14 @@ import (
 
 func main() {}
 
-func init() { sdk.Handle(handle) }
+// cfg is the plugin's configuration; the host refuses a config with other
+// keys or types when it loads the plugin.
+var cfg config
+
+func init() {
+	sdk.Config(&cfg)
+	sdk.Handle(handle)
+}
 
 type config struct {
 	WebhookURL     string   `json:"webhook_url"`
@@ -50,10 +57,6 @@ type message struct {
 }
 
 func handle(ev sdk.Event) error {
-	var cfg config
-	if err := sdk.Config(&cfg); err != nil {
-		return err
-	}
 	if cfg.WebhookURL == "" {
 		return errors.New("config: webhook_url is required")
 	}

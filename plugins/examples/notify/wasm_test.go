@@ -1,15 +1,13 @@
 package main
 
 import (
-	"context"
-	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strings"
 	"testing"
 
-	"github.com/faro-dev/faro/internal/wasmhost"
 	"github.com/faro-dev/faro/plugins/sdk"
 	"github.com/faro-dev/faro/plugins/sdk/wasmtest"
 )
@@ -31,12 +29,10 @@ func TestWasm(t *testing.T) {
 	}))
 	defer srv.Close()
 	u, _ := url.Parse(srv.URL)
-	cfg, _ := json.Marshal(map[string]any{"webhook_url": srv.URL + "/hook/secret", "link": "https://console.example.com/{key}"})
-	p := wasmtest.Load(t, wasmhost.PluginSpec{Name: "notify", Path: wasmPath, Config: cfg, AllowedHosts: []string{u.Host}})
-
-	res, err := p.Handle(context.Background(), wasmtest.Event(event(sdk.Deleted)))
-	if err != nil {
-		t.Fatal(err)
+	cfg := map[string]any{"webhook_url": srv.URL + "/hook/secret", "link": "https://console.example.com/{key}"}
+	res := wasmtest.Harness{Path: wasmPath, Config: cfg, AllowedHosts: []string{u.Host}}.Compare(t, event(sdk.Deleted))
+	if res.Err != nil || len(res.Records) != 1 {
+		t.Fatalf("wasm: %+v", res)
 	}
 	want := `/hook/secret {"text":"deleted ConfigMap prod-a/app config (rule prod) https://console.example.com/prod-a%2Fapp%20config",` +
 		`"event":"DELETED","kind":"ConfigMap","key":"prod-a/app config","gvr":"v1/configmaps","rule":"prod",` +
@@ -44,14 +40,10 @@ func TestWasm(t *testing.T) {
 	if got := <-bodies; got != want {
 		t.Errorf("webhook got\n%s\nwant\n%s", got, want)
 	}
-	if len(res.Records) != 1 {
-		t.Fatalf("records = %s", res.Records)
-	}
 
 	// Without the grant the host refuses, and the plugin's error is retryable.
-	p = wasmtest.Load(t, wasmhost.PluginSpec{Name: "notify", Path: wasmPath, Config: cfg})
-	_, err = p.Handle(context.Background(), wasmtest.Event(event(sdk.Deleted)))
-	if e, ok := err.(*wasmhost.Error); !ok || e.Kind != wasmhost.KindError {
-		t.Fatalf("err = %v, want a plugin error", err)
+	res = wasmtest.Harness{Path: wasmPath, Config: cfg}.Run(t, event(sdk.Deleted))
+	if res.Kind != "error" || !strings.Contains(res.Err.Error(), "allowed_hosts") {
+		t.Fatalf("without allowed_hosts: %+v, want an error", res)
 	}
 }

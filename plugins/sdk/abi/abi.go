@@ -9,6 +9,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 )
@@ -25,6 +26,11 @@ const (
 	ExportVersion    = "faro_abi_version" // () -> i32
 	ExportHandle     = "faro_handle"      // (input_len i32) -> status i32
 )
+
+// ExportCheck is optional: () -> status i32. The host calls it once after
+// ExportVersion; StatusError (with a set_error message) refuses the module,
+// e.g. one that registers no handler or whose configuration does not fit.
+const ExportCheck = "faro_check"
 
 // HostModule is the import module under which the host functions live.
 const HostModule = "faro"
@@ -44,6 +50,10 @@ const (
 const (
 	StatusOK    int32 = 0 // the event was handled
 	StatusError int32 = 1 // the handler failed; the message was passed to set_error
+	StatusPanic int32 = 2 // the handler panicked; the message was passed to set_error
+	// StatusConfig is returned by ExportCheck only: the plugin's
+	// configuration does not fit what it declared; the message says which key.
+	StatusConfig int32 = 3
 )
 
 // Results of host functions. Non-negative results are lengths (get_field,
@@ -69,6 +79,41 @@ const (
 	MaxRecords = 1000
 	MaxOutput  = 1 << 20
 )
+
+// OutputError is nil when one more record of recLen bytes fits after
+// records records of outBytes in all, else the error saying which of the
+// per-event limits it breaks.
+func OutputError(records, outBytes, recLen int) error {
+	switch {
+	case records >= MaxRecords:
+		return fmt.Errorf("output over the per-event limit of %d records", MaxRecords)
+	case outBytes+recLen > MaxOutput:
+		return fmt.Errorf("output over the per-event limit of %d bytes: %d emitted, the next record has %d", MaxOutput, outBytes, recLen)
+	}
+	return nil
+}
+
+// JSONKind names the kind of JSON value b starts with, for messages.
+func JSONKind(b []byte) string {
+	b = bytes.TrimLeft(b, " \t\r\n")
+	if !json.Valid(b) {
+		return "invalid JSON"
+	}
+	switch b[0] {
+	case '{':
+		return "an object"
+	case '[':
+		return "an array"
+	case '"':
+		return "a string"
+	case 't', 'f':
+		return "a boolean"
+	case 'n':
+		return "null"
+	default:
+		return "a number"
+	}
+}
 
 // Header is the event without its objects, as read_input delivers it:
 // the scalar fields every handler gets for free. Objects are fetched with

@@ -20,7 +20,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
+	"time"
 
 	"github.com/faro-dev/faro/plugins/sdk"
 	"github.com/faro-dev/faro/plugins/sdk/abi"
@@ -37,6 +37,10 @@ type Event struct {
 
 // Harness holds what the host would provide besides the event.
 type Harness struct {
+	// Timeout bounds one run; 0 means DefaultTimeout. A handler still
+	// running then fails the run with the kind "timeout", and later runs of
+	// the test binary fail until it returns.
+	Timeout time.Duration
 	// Config is marshalled to JSON and served to sdk.Config; nil means no
 	// configuration.
 	Config any
@@ -46,12 +50,21 @@ type Harness struct {
 	HTTP func(url string, body []byte) (status int, resp []byte, err error)
 }
 
+// DefaultTimeout is a Harness's Timeout when it sets none: longer than
+// Faro's 1s default, since tests may run slowly (-race, busy machines).
+const DefaultTimeout = 10 * time.Second
+
 // Result is what one handler call produced.
 type Result struct {
 	Records  []json.RawMessage // emitted records, in order
 	Logs     []Log             // log lines, including panic stacks
 	Requests []Request         // HTTP posts, in order, including refused ones
-	Err      error             // the handler's error (a panic becomes one)
+	Err      error             // why the run failed (a panic becomes one), nil if it did not
+	// Kind is how the run failed, in Faro's failure kinds: "error" (the
+	// handler's error), "panic", "output" (output limits), "config" (the
+	// configuration does not fit what the plugin declared), "timeout", or
+	// through the real host also "trap" and "out-of-memory"; "" on success.
+	Kind string
 }
 
 // Log is one log line.
@@ -79,14 +92,38 @@ func Object(js string) map[string]any {
 // Run runs ev through the handler with no configuration.
 func Run(ev Event) Result { return Harness{}.Run(ev) }
 
-// mu serialises runs: the SDK's native transport is process-global, like a
-// wasm instance that serves one call at a time.
-var mu sync.Mutex
+// running holds a token while a run is in progress: the SDK's native
+// transport is process-global, like a wasm instance that serves one call at
+// a time.
+var running = make(chan struct{}, 1)
 
-// Run calls the registered handler once with ev.
+// Run calls the registered handler once with ev, for at most h.Timeout.
 func (h Harness) Run(ev Event) Result {
-	mu.Lock()
-	defer mu.Unlock()
+	timeout := h.Timeout
+	if timeout == 0 {
+		timeout = DefaultTimeout
+	}
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	select {
+	case running <- struct{}{}:
+	case <-timer.C:
+		return Result{Kind: "timeout", Err: errors.New("sdktest: an earlier run's handler is still running past its timeout")}
+	}
+	done := make(chan Result, 1)
+	go func() {
+		defer func() { <-running }()
+		done <- h.run(ev)
+	}()
+	select {
+	case res := <-done:
+		return res
+	case <-timer.C:
+		return Result{Kind: "timeout", Err: fmt.Errorf("sdktest: handler still running after %s", timeout)}
+	}
+}
+
+func (h Harness) run(ev Event) Result {
 	c := &call{h: h, ev: ev, input: abi.AppendHeader(nil, &abi.Header{
 		Type: ev.Type, GVR: ev.GVR, Namespace: ev.Namespace, Name: ev.Name, UID: ev.UID,
 		ResourceVersion: ev.ResourceVersion, Rule: ev.Rule, Initial: ev.Initial,
@@ -94,20 +131,27 @@ func (h Harness) Run(ev Event) Result {
 	if h.Config != nil {
 		var err error
 		if c.config, err = json.Marshal(h.Config); err != nil {
-			return Result{Err: fmt.Errorf("sdktest: config: %w", err)}
+			return Result{Kind: "config", Err: fmt.Errorf("sdktest: config: %w", err)}
 		}
 	}
 	status, ok := bridge.Dispatch(c, len(c.input))
 	switch {
 	case !ok:
-		c.res.Err = errors.New("sdktest: no handler registered (sdk.Handle from an init function)")
+		c.res.Kind, c.res.Err = "error", errors.New("sdktest: the plugin registers no handler: call sdk.Handle in init")
 	case c.failed != nil:
-		c.res.Err = c.failed
-	case status == abi.StatusError:
-		c.res.Err = errors.New(c.errMsg)
+		c.res.Kind, c.res.Err = "output", c.failed
+	case status == abi.StatusOK:
+	default:
+		c.res.Kind, c.res.Err = statusKinds[status], errors.New(c.errMsg)
+	}
+	if c.res.Err != nil {
+		c.res.Records = nil // the host drops the records of a failed event
 	}
 	return c.res
 }
+
+// statusKinds are the failure kinds of handler statuses.
+var statusKinds = map[int32]string{abi.StatusError: "error", abi.StatusPanic: "panic", abi.StatusConfig: "config"}
 
 // document is the event as the JSON document get_field pointers address.
 func document(ev Event) map[string]any {
@@ -159,8 +203,8 @@ func (c *call) Emit(rec []byte) int32 {
 	if !abi.ValidRecord(rec) {
 		return abi.ErrInvalid
 	}
-	if len(c.res.Records) >= abi.MaxRecords || c.out+len(rec) > abi.MaxOutput {
-		c.failed = fmt.Errorf("output limit reached (%d records, %d bytes per event)", abi.MaxRecords, abi.MaxOutput)
+	if err := abi.OutputError(len(c.res.Records), c.out, len(rec)); err != nil {
+		c.failed = err
 		return abi.ErrLimit
 	}
 	c.out += len(rec)

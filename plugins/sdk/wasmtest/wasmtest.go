@@ -1,8 +1,11 @@
 // Package wasmtest builds a Go plugin to .wasm and runs it through the real
-// host (internal/wasmhost), for integration tests of plugins; unit tests of
-// a plugin's logic belong in the native harness, plugins/sdk/sdktest.
+// host (internal/wasmhost), with its sandbox and limits, for integration
+// tests of plugins; unit tests of a plugin's logic belong in the native
+// harness, plugins/sdk/sdktest. Harness mirrors sdktest.Harness and takes
+// and returns the same Event and Result types, so one table of cases can
+// run through both. It works for a plugin in any module.
 //
-// Build once per test binary, in TestMain, and load per test:
+// Build once per test binary, in TestMain, and run events per test:
 //
 //	var wasmPath string // "" with -short
 //
@@ -12,18 +15,19 @@
 //		if wasmPath == "" {
 //			t.Skip("-short")
 //		}
-//		p := wasmtest.Load(t, wasmhost.PluginSpec{Name: "changelog", Path: wasmPath})
-//		res, err := p.Handle(ctx, wasmtest.Event(ev)) // ev is an sdktest.Event
+//		res := wasmtest.Harness{Path: wasmPath, Config: cfg}.Run(t, ev) // ev is an sdktest.Event
 //	}
-//
-// Because wasmhost is internal to Faro's module, this package only serves
-// plugins inside it.
 package wasmtest
 
 import (
+	"bufio"
+	"bytes"
 	"context"
+	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -58,19 +62,34 @@ func Build(ctx context.Context, dir, out string) error {
 // *wasmPath, runs the tests, removes the file and exits.
 func Main(m *testing.M, wasmPath *string) {
 	flag.Parse()
-	os.Exit(run(m, wasmPath))
+	builds := map[string]*string{}
+	if !testing.Short() {
+		builds["."] = wasmPath
+	}
+	os.Exit(run(m, builds))
 }
 
-func run(m *testing.M, wasmPath *string) int {
-	if !testing.Short() {
-		dir, err := os.MkdirTemp("", "wasmtest")
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		defer os.RemoveAll(dir)
-		*wasmPath = filepath.Join(dir, "plugin.wasm")
-		if err := Build(context.Background(), ".", *wasmPath); err != nil {
+// MainBuilding is a TestMain for tests that need built plugins, -short or
+// not: it builds each Go plugin package dir of builds (relative to the
+// test's directory) into a temporary file, stores its path in builds[dir],
+// runs the tests, removes the files and exits.
+func MainBuilding(m *testing.M, builds map[string]*string) {
+	flag.Parse()
+	os.Exit(run(m, builds))
+}
+
+func run(m *testing.M, builds map[string]*string) int {
+	dir, err := os.MkdirTemp("", "wasmtest")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	n := 0
+	for src, path := range builds {
+		n++
+		*path = filepath.Join(dir, fmt.Sprintf("plugin%d.wasm", n))
+		if err := Build(context.Background(), src, *path); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
@@ -88,45 +107,121 @@ func CacheDir() string {
 	return filepath.Join(dir, "faro", "wasm-test")
 }
 
-// Load starts a host with a pool of two instances, logging to the test log,
-// and loads spec into it; both are closed when the test ends. A zero
-// spec.Timeout becomes 10s rather than Faro's 1s, so that slow -race runs do
-// not fail tests that are not about timeouts.
-func Load(tb testing.TB, spec wasmhost.PluginSpec) *wasmhost.Plugin {
+// Harness runs a built plugin through the real host.
+type Harness struct {
+	// Path is the .wasm file, e.g. the one Main builds.
+	Path string
+	// Config is marshalled to JSON and served to sdk.Config; nil means no
+	// configuration.
+	Config any
+	// AllowedHosts are the hosts sdk.HTTPPost may reach, as in Faro's
+	// config; posts really go out (to a test server on loopback, say).
+	AllowedHosts []string
+	// Timeout bounds one event; 0 means sdktest.DefaultTimeout rather than
+	// Faro's 1s, so that slow -race runs do not fail tests that are not
+	// about timeouts.
+	Timeout time.Duration
+	// MemoryLimit is the plugin's memory_limit in bytes; 0 means Faro's
+	// default.
+	MemoryLimit uint64
+}
+
+// Run loads the plugin into a fresh host, as Faro would, runs ev through
+// it and closes both. A configuration the plugin refuses at load gives a
+// Result of kind "config", as in sdktest; any other load failure fails the
+// test. Result.Requests stays empty: posts go through the host's real HTTP
+// client. The plugin's logs go to Result.Logs and to the test log.
+func (h Harness) Run(tb testing.TB, ev sdktest.Event) sdktest.Result {
 	tb.Helper()
-	if spec.Timeout == 0 {
-		spec.Timeout = 10 * time.Second
+	timeout := h.Timeout
+	if timeout == 0 {
+		timeout = sdktest.DefaultTimeout
 	}
+	var conf []byte
+	if h.Config != nil {
+		var err error
+		if conf, err = json.Marshal(h.Config); err != nil {
+			tb.Fatalf("wasmtest: config: %v", err)
+		}
+	}
+	var logs bytes.Buffer
 	ctx := context.Background()
-	h, err := wasmhost.New(ctx, wasmhost.Options{
+	host, err := wasmhost.New(ctx, wasmhost.Options{
 		CacheDir: CacheDir(),
-		PoolSize: 2,
-		Logger:   hclog.New(&hclog.LoggerOptions{Name: "wasmhost", Output: testWriter{tb}, Level: hclog.Debug}),
+		PoolSize: 1,
+		Logger:   hclog.New(&hclog.LoggerOptions{Name: "wasmtest", Output: &logs, Level: hclog.Trace, JSONFormat: true}),
 	})
 	if err != nil {
 		tb.Fatal(err)
 	}
-	tb.Cleanup(func() {
-		if err := h.Close(ctx); err != nil {
+	defer func() {
+		if err := host.Close(ctx); err != nil {
 			tb.Error(err)
 		}
+	}()
+	p, err := host.Load(ctx, wasmhost.PluginSpec{
+		Name: "plugin", Path: h.Path, Config: conf, Timeout: timeout,
+		MemoryLimit: h.MemoryLimit, AllowedHosts: h.AllowedHosts,
 	})
-	p, err := h.Load(ctx, spec)
+	if errors.As(err, new(*wasmhost.ConfigError)) {
+		return sdktest.Result{Kind: "config", Err: err, Logs: logLines(tb, &logs)}
+	}
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return p
-}
-
-// Event converts a harness event into the host's.
-func Event(ev sdktest.Event) *wasmhost.Event {
 	e := wasmhost.Event(ev)
-	return &e
+	out, err := p.Handle(ctx, &e)
+	res := sdktest.Result{Records: out.Records, Err: err}
+	var perr *wasmhost.Error
+	if errors.As(err, &perr) {
+		res.Kind = perr.Kind.String()
+	}
+	res.Logs = logLines(tb, &logs)
+	return res
 }
 
-type testWriter struct{ tb testing.TB }
+// logLevels maps hclog's level names to log/slog levels.
+var logLevels = map[string]slog.Level{"trace": slog.LevelDebug - 4, "debug": slog.LevelDebug, "info": slog.LevelInfo, "warn": slog.LevelWarn, "error": slog.LevelError}
 
-func (w testWriter) Write(p []byte) (int, error) {
-	w.tb.Log(string(p))
-	return len(p), nil
+// logLines turns the host's JSON log lines into the harness's, writing each
+// to the test log too. A captured stdout or stderr line keeps its output.
+func logLines(tb testing.TB, buf *bytes.Buffer) []sdktest.Log {
+	var out []sdktest.Log
+	sc := bufio.NewScanner(buf)
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		tb.Log(sc.Text())
+		var l struct {
+			Level  string `json:"@level"`
+			Msg    string `json:"@message"`
+			Output string `json:"output"`
+		}
+		if json.Unmarshal(sc.Bytes(), &l) != nil {
+			continue
+		}
+		if l.Output != "" {
+			l.Msg += ": " + l.Output
+		}
+		out = append(out, sdktest.Log{Level: logLevels[l.Level], Msg: l.Msg})
+	}
+	return out
+}
+
+// Compare runs ev through the built plugin (Run) and through the native
+// harness with the same Config and Timeout, and fails the test unless both
+// emit the same records and fail with the same kind. It returns the wasm
+// result, for further checks.
+func (h Harness) Compare(tb testing.TB, ev sdktest.Event) sdktest.Result {
+	tb.Helper()
+	native := sdktest.Harness{Config: h.Config, Timeout: h.Timeout}.Run(ev)
+	res := h.Run(tb, ev)
+	same := res.Kind == native.Kind && len(res.Records) == len(native.Records)
+	for i := 0; same && i < len(res.Records); i++ {
+		same = bytes.Equal(res.Records[i], native.Records[i])
+	}
+	if !same {
+		tb.Errorf("wasm and native differ for %s %s/%s:\nwasm:   kind %q, err %v, records %s\nnative: kind %q, err %v, records %s",
+			ev.Type, ev.Namespace, ev.Name, res.Kind, res.Err, res.Records, native.Kind, native.Err, native.Records)
+	}
+	return res
 }

@@ -80,6 +80,13 @@ func handle(ev sdk.Event) error {
 				return fmt.Errorf("record %d: %w", i, err)
 			}
 		}
+	case "bigflood":
+		rec := map[string]string{"pad": strings.Repeat("x", 100<<10)}
+		for i := 0; ; i++ {
+			if err := sdk.Emit(rec); err != nil {
+				return fmt.Errorf("record %d: %w", i, err)
+			}
+		}
 	case "invalid":
 		return sdk.Emit([]int{1, 2})
 	case "log":
