@@ -3,6 +3,7 @@ package engine
 import (
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -27,6 +28,27 @@ import (
 // nsName is an object's place: client-go caches by it, and an object
 // deleted and re-created under it is two objects with two UIDs.
 type nsName struct{ namespace, name string }
+
+// The ledger's entries are keyed by one string per place, namespace/name
+// (neither part can hold a slash): Go hashes and compares a string key
+// faster than a struct of two, and admit builds the key it looks up in a
+// stack buffer, so only a new entry allocates one.
+
+// appendPlace appends the entry key of k to buf.
+func appendPlace(buf []byte, k nsName) []byte {
+	buf = append(buf, k.namespace...)
+	buf = append(buf, '/')
+	return append(buf, k.name...)
+}
+
+// placeKey returns the entry key of k.
+func placeKey(k nsName) string { return string(appendPlace(nil, k)) }
+
+// placeOf returns the place of an entry key.
+func placeOf(key string) nsName {
+	ns, name, _ := strings.Cut(key, "/")
+	return nsName{ns, name}
+}
 
 // entry is what the ledger knows of the object at one place.
 type entry struct {
@@ -59,7 +81,7 @@ type resourceLedger struct {
 	forgotten atomic.Bool // no rule watches the resource any more
 
 	mu      sync.Mutex
-	entries map[nsName]*entry
+	entries map[string]*entry // by placeKey
 	// rules are the rules bound to the resource; every delivery carries
 	// the rules bound when it was admitted. Replaced whole, never mutated.
 	rules []*rules.Rule
@@ -75,7 +97,7 @@ type resourceLedger struct {
 	// successor: deletions are then kept as tombstones (oldest first in
 	// tombs, at most maxTombstones).
 	overlap bool
-	tombs   []nsName
+	tombs   []string
 	// src and srcRV are the informer and version of the event being
 	// admitted: what it delivers is stamped with them.
 	src          *informer
@@ -85,7 +107,7 @@ type resourceLedger struct {
 }
 
 func newResourceLedger(gvr schema.GroupVersionResource, kind string, push func(*delivery), warn func(string, ...any)) *resourceLedger {
-	return &resourceLedger{gvr: gvr, kind: kind, isNS: isNamespaceResource(gvr), push: push, warn: warn, entries: map[nsName]*entry{}}
+	return &resourceLedger{gvr: gvr, kind: kind, isNS: isNamespaceResource(gvr), push: push, warn: warn, entries: map[string]*entry{}}
 }
 
 // parseRV parses a resource version; etcd's are unsigned integers.
@@ -113,7 +135,9 @@ func (l *resourceLedger) admit(src *informer, typ config.EventType, obj, old *un
 		l.warn("resource versions are not integers; events of this resource cannot be ordered and are delivered as new",
 			"gvr", gvrString(l.gvr), "resource_version", m.resourceVersion)
 	}
-	e := l.entries[k]
+	var buf [128]byte
+	place := appendPlace(buf[:0], k)
+	e := l.entries[string(place)]
 	switch {
 	case e == nil:
 		if typ == config.Deleted {
@@ -123,7 +147,7 @@ func (l *resourceLedger) admit(src *informer, typ config.EventType, obj, old *un
 	case e.uid == uid && !e.deleted && typ == config.Deleted:
 		// A deletion is final whatever the version (a relist reports it
 		// with the last state the watch knew).
-		l.remove(k, e, rv)
+		l.remove(string(place), e, rv)
 		l.deliver(k, &delivery{typ: config.Deleted, obj: obj})
 	case isInt && e.rv != 0 && rv <= e.rv:
 		// Already admitted, or older than what was. The same state from
@@ -146,7 +170,7 @@ func (l *resourceLedger) admit(src *informer, typ config.EventType, obj, old *un
 	case e.deleted:
 		// A new object where a deleted one stood.
 		if typ != config.Deleted {
-			l.dropTomb(k)
+			l.dropTomb(string(place))
 			l.add(k, obj, rv, initial)
 		}
 	case typ == config.Deleted:
@@ -159,7 +183,7 @@ func (l *resourceLedger) admit(src *informer, typ config.EventType, obj, old *un
 		if old != nil && old.GetUID() == e.uid {
 			gone = old
 		}
-		delete(l.entries, k)
+		delete(l.entries, string(place))
 		l.deliver(k, &delivery{typ: config.Deleted, obj: gone})
 		l.add(k, obj, rv, initial)
 	}
@@ -167,19 +191,19 @@ func (l *resourceLedger) admit(src *informer, typ config.EventType, obj, old *un
 
 // add records a new object and delivers its ADDED. Called with l.mu held.
 func (l *resourceLedger) add(k nsName, obj *unstructured.Unstructured, rv uint64, initial bool) {
-	l.entries[k] = &entry{uid: obj.GetUID(), rv: rv, last: obj}
+	l.entries[placeKey(k)] = &entry{uid: obj.GetUID(), rv: rv, last: obj}
 	l.deliver(k, &delivery{typ: config.Added, obj: obj, initial: initial && (l.since == 0 || rv <= l.since)})
 }
 
 // remove forgets a deleted object, or keeps it as a tombstone while watches
 // overlap. Called with l.mu held.
-func (l *resourceLedger) remove(k nsName, e *entry, rv uint64) {
+func (l *resourceLedger) remove(key string, e *entry, rv uint64) {
 	if !l.overlap {
-		delete(l.entries, k)
+		delete(l.entries, key)
 		return
 	}
 	e.deleted, e.rv = true, max(e.rv, rv)
-	l.tombs = append(l.tombs, k)
+	l.tombs = append(l.tombs, key)
 	if len(l.tombs) <= maxTombstones {
 		return
 	}
@@ -195,11 +219,11 @@ func (l *resourceLedger) remove(k nsName, e *entry, rv uint64) {
 	}
 }
 
-// dropTomb removes the tombstone at k. Called with l.mu held.
-func (l *resourceLedger) dropTomb(k nsName) {
-	delete(l.entries, k)
+// dropTomb removes the tombstone at key. Called with l.mu held.
+func (l *resourceLedger) dropTomb(key string) {
+	delete(l.entries, key)
 	for i, t := range l.tombs {
-		if t == k {
+		if t == key {
 			l.tombs = append(l.tombs[:i], l.tombs[i+1:]...)
 			break
 		}
@@ -268,9 +292,9 @@ func (l *resourceLedger) bind(rs, added []*rules.Rule) {
 	if len(added) == 0 {
 		return
 	}
-	for k, e := range l.entries {
+	for key, e := range l.entries {
 		if !e.deleted && e.last != nil {
-			l.deliver(k, &delivery{typ: config.Added, obj: e.last, initial: true, rules: added})
+			l.deliver(placeOf(key), &delivery{typ: config.Added, obj: e.last, initial: true, rules: added})
 		}
 	}
 }
@@ -319,21 +343,22 @@ func (sc listedScope) covers(k nsName, last *unstructured.Unstructured) bool {
 func (l *resourceLedger) sweep(scopes []listedScope) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	for k, e := range l.entries {
+	for key, e := range l.entries {
+		k := placeOf(key)
 		if e.deleted {
-			delete(l.entries, k)
+			delete(l.entries, key)
 			continue
 		}
 		i := slices.IndexFunc(scopes, func(sc listedScope) bool { return sc.covers(k, e.last) })
 		switch {
 		case i < 0:
-			delete(l.entries, k)
+			delete(l.entries, key)
 		case scopes[i].has(k):
 		case e.rv != 0 && scopes[i].listed != 0 && e.rv > scopes[i].listed:
 			// Newer than what the watch has seen: it reports it itself.
 		default:
 			gone := l.lastState(k, e)
-			delete(l.entries, k)
+			delete(l.entries, key)
 			l.deliver(k, &delivery{typ: config.Deleted, obj: gone})
 		}
 	}

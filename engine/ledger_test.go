@@ -158,8 +158,8 @@ func TestLedgerAdmit(t *testing.T) {
 func TestLedgerResumedStates(t *testing.T) {
 	l, got, _ := testLedger()
 	l.since = 6 // the checkpoint's highest delivered version
-	l.entries[nsName{"ns", "a"}] = &entry{uid: "u1", rv: 5}
-	l.entries[nsName{"ns", "b"}] = &entry{uid: "u2", rv: 6}
+	l.entries[placeKey(nsName{"ns", "a"})] = &entry{uid: "u1", rv: 5}
+	l.entries[placeKey(nsName{"ns", "b"})] = &entry{uid: "u2", rv: 6}
 	l.resumed = func(uid types.UID) *unstructured.Unstructured {
 		if uid == "u1" {
 			return obj("a", "u1", "5")
@@ -217,14 +217,14 @@ func TestLedgerSweep(t *testing.T) {
 		u := obj(name, uid, strconv.FormatUint(rv, 10))
 		u.SetNamespace(ns)
 		u.SetLabels(labels)
-		l.entries[nsName{ns, name}] = &entry{uid: types.UID(uid), rv: rv, last: u}
+		l.entries[placeKey(nsName{ns, name})] = &entry{uid: types.UID(uid), rv: rv, last: u}
 	}
 	put("ns", "kept", "u1", 5, nil)
 	put("ns", "gone", "u2", 6, nil)
 	put("ns", "newer", "u3", 20, nil)
 	put("other", "outside", "u4", 7, nil)
 	put("ns", "unlabelled", "u5", 8, map[string]string{"team": "b"})
-	l.entries[nsName{"ns", "tomb"}] = &entry{uid: "u6", rv: 9, deleted: true}
+	l.entries[placeKey(nsName{"ns", "tomb"})] = &entry{uid: "u6", rv: 9, deleted: true}
 	l.overlap = true
 	sel, _ := labels.Parse("team!=b")
 	cache := map[nsName]bool{{"ns", "kept"}: true}
@@ -237,8 +237,8 @@ func TestLedgerSweep(t *testing.T) {
 		t.Errorf("sweep delivered %q, want only the DELETED of gone", out)
 	}
 	var left []string
-	for k := range l.entries {
-		left = append(left, k.name)
+	for key := range l.entries {
+		left = append(left, placeOf(key).name)
 	}
 	slices.Sort(left)
 	if !slices.Equal(left, []string{"kept", "newer"}) {
@@ -342,7 +342,7 @@ func TestLedgerTombstonesAreBounded(t *testing.T) {
 	if n := len(l.entries); n != maxTombstones {
 		t.Errorf("%d tombstones kept, want %d", n, maxTombstones)
 	}
-	if _, ok := l.entries[nsName{"ns", "cm-0"}]; ok {
+	if _, ok := l.entries[placeKey(nsName{"ns", "cm-0"})]; ok {
 		t.Error("the oldest tombstone was kept")
 	}
 	if len(*warned) != 1 {
