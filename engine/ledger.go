@@ -148,7 +148,7 @@ func (l *resourceLedger) admit(src *informer, typ config.EventType, obj, old *un
 		// A deletion is final whatever the version (a relist reports it
 		// with the last state the watch knew).
 		l.remove(string(place), e, rv)
-		l.deliver(k, &delivery{typ: config.Deleted, obj: obj})
+		l.deliver(k, delivery{typ: config.Deleted, obj: obj})
 	case isInt && e.rv != 0 && rv <= e.rv:
 		// Already admitted, or older than what was. The same state from
 		// another watch's cache takes the place of the one held, so that a
@@ -165,7 +165,7 @@ func (l *resourceLedger) admit(src *informer, typ config.EventType, obj, old *un
 		default:
 			prev := l.lastState(k, e)
 			e.rv, e.last = rv, obj
-			l.deliver(k, &delivery{typ: config.Updated, obj: obj, old: prev})
+			l.deliver(k, delivery{typ: config.Updated, obj: obj, old: prev})
 		}
 	case e.deleted:
 		// A new object where a deleted one stood.
@@ -184,7 +184,7 @@ func (l *resourceLedger) admit(src *informer, typ config.EventType, obj, old *un
 			gone = old
 		}
 		delete(l.entries, string(place))
-		l.deliver(k, &delivery{typ: config.Deleted, obj: gone})
+		l.deliver(k, delivery{typ: config.Deleted, obj: gone})
 		l.add(k, obj, rv, initial)
 	}
 }
@@ -192,7 +192,7 @@ func (l *resourceLedger) admit(src *informer, typ config.EventType, obj, old *un
 // add records a new object and delivers its ADDED. Called with l.mu held.
 func (l *resourceLedger) add(k nsName, obj *unstructured.Unstructured, rv uint64, initial bool) {
 	l.entries[placeKey(k)] = &entry{uid: obj.GetUID(), rv: rv, last: obj}
-	l.deliver(k, &delivery{typ: config.Added, obj: obj, initial: initial && (l.since == 0 || rv <= l.since)})
+	l.deliver(k, delivery{typ: config.Added, obj: obj, initial: initial && (l.since == 0 || rv <= l.since)})
 }
 
 // remove forgets a deleted object, or keeps it as a tombstone while watches
@@ -253,9 +253,11 @@ func (l *resourceLedger) lastState(k nsName, e *entry) *unstructured.Unstructure
 	return u
 }
 
-// deliver queues d, an event of the object at k, for the rules bound now.
-// Called with l.mu held.
-func (l *resourceLedger) deliver(k nsName, d *delivery) {
+// deliver queues ev, an event of the object at k, for the rules bound now,
+// in a recycled delivery record. Called with l.mu held.
+func (l *resourceLedger) deliver(k nsName, ev delivery) {
+	d := deliveries.Get().(*delivery)
+	*d = ev
 	if d.rules == nil {
 		d.rules = l.rules
 	}
@@ -294,7 +296,7 @@ func (l *resourceLedger) bind(rs, added []*rules.Rule) {
 	}
 	for key, e := range l.entries {
 		if !e.deleted && e.last != nil {
-			l.deliver(placeOf(key), &delivery{typ: config.Added, obj: e.last, initial: true, rules: added})
+			l.deliver(placeOf(key), delivery{typ: config.Added, obj: e.last, initial: true, rules: added})
 		}
 	}
 }
@@ -359,7 +361,7 @@ func (l *resourceLedger) sweep(scopes []listedScope) {
 		default:
 			gone := l.lastState(k, e)
 			delete(l.entries, key)
-			l.deliver(k, &delivery{typ: config.Deleted, obj: gone})
+			l.deliver(k, delivery{typ: config.Deleted, obj: gone})
 		}
 	}
 	l.overlap, l.tombs, l.warnedTombs = false, nil, false

@@ -48,6 +48,17 @@ type delivery struct {
 	step    int // steps done: for each match, 1 (log) + one per plugin
 }
 
+// deliveries recycles delivery records: the ledger takes one per event it
+// admits, and the queue gives it back once the event is done with (its
+// processing finished, or it was merged into the one before it).
+var deliveries = sync.Pool{New: func() any { return new(delivery) }}
+
+// release gives d back for reuse; nothing may hold it any more.
+func (d *delivery) release() {
+	*d = delivery{}
+	deliveries.Put(d)
+}
+
 // key is the queue key of d's object.
 func (d *delivery) key() objKey {
 	return objKey{GVR: d.ledger.gvr, Namespace: d.place.namespace, Name: d.place.name}
@@ -138,19 +149,27 @@ func (p *pendingEvents) pop(k objKey) (more bool) {
 // requeues it) or backing off after a failure (and must not be woken early
 // by a newer event).
 func (e *Engine) enqueue(d *delivery) {
-	k := d.key()
+	// Once pushed, d belongs to the queue: a worker may process and
+	// release it at once, so it is counted as queued before.
+	k, src, rv := d.key(), d.src, d.rv
+	d.at = time.Now()
+	metrics.AddPending(1)
+	if src != nil {
+		src.marks.queued(rv)
+	}
 	first, compacted := e.pending.push(k, d)
 	if compacted {
+		// Merged into the tail, an older event still pending: delivering
+		// the tail delivers this one.
+		metrics.AddPending(-1)
+		if src != nil {
+			src.marks.done(rv)
+		}
 		e.stats.Compacted.Add(1)
 		e.warnings.warn(e.log, "compact:"+gvrString(k.GVR), "backlog of an object over max_pending_per_object; collapsing its UPDATEDs",
 			"gvr", gvrString(k.GVR), "object", describe(k.Namespace, k.Name), "max_pending_per_object", e.pending.max)
-	}
-	if !compacted {
-		d.at = time.Now()
-		metrics.AddPending(1)
-		if d.src != nil {
-			d.src.marks.queued(d.rv)
-		}
+		d.release()
+		return
 	}
 	if first {
 		e.queue.Add(k)
@@ -196,7 +215,9 @@ func (e *Engine) processNext(ctx context.Context) bool {
 	e.queue.Forget(k)
 	metrics.ObserveProcessed(d.at)
 	e.delivered(d)
-	if e.pending.pop(k) {
+	more := e.pending.pop(k)
+	d.release()
+	if more {
 		e.queue.Add(k)
 	}
 	return true
