@@ -60,7 +60,7 @@ func TestShardFilter(t *testing.T) {
 		},
 		WatchFuncWithContext: func(context.Context, metav1.ListOptions) (apiwatch.Interface, error) { return fw, nil },
 	})
-	list, err := lw.List(metav1.ListOptions{})
+	list, err := cache.ToListerWatcherWithContext(lw).ListWithContext(t.Context(), metav1.ListOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,7 +71,7 @@ func TestShardFilter(t *testing.T) {
 	if fmt.Sprint(listed) != fmt.Sprint(owned) || len(owned) == 0 || len(owned) == len(items) {
 		t.Errorf("listed %v, want the shard's %v", listed, owned)
 	}
-	w, err := lw.Watch(metav1.ListOptions{})
+	w, err := cache.ToListerWatcherWithContext(lw).WatchWithContext(t.Context(), metav1.ListOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -26,6 +26,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
@@ -98,7 +99,7 @@ func Open(opts Options) (*Store, error) {
 		return fmt.Errorf("state_dir: %s is not a usable Faro ledger: %w (move it away to start without the saved state)", path, err)
 	}
 	db, err := openBolt(path)
-	if errors.Is(err, bolt.ErrTimeout) {
+	if errors.Is(err, berrors.ErrTimeout) {
 		return nil, fmt.Errorf("state_dir: %s is in use by another process", path)
 	}
 	if err != nil {
@@ -337,7 +338,7 @@ func (s *Store) flush() {
 func apply(tx *bolt.Tx, o op) error {
 	name := []byte(o.bucket)
 	if o.forget {
-		if err := tx.DeleteBucket(name); err != nil && !errors.Is(err, bolt.ErrBucketNotFound) {
+		if err := tx.DeleteBucket(name); err != nil && !errors.Is(err, berrors.ErrBucketNotFound) {
 			return err
 		}
 		return nil

@@ -76,7 +76,8 @@ func (c *diskCache) compile(ctx context.Context, rt wazero.Runtime, bin []byte) 
 		if !known[e.path] {
 			added = true
 			rel, _ := filepath.Rel(c.dir, e.path)
-			if err := os.MkdirAll(filepath.Dir(marker), 0o755); err == nil {
+			err := os.MkdirAll(filepath.Dir(marker), 0o755)
+			if err == nil {
 				err = os.WriteFile(marker, []byte(rel), 0o644)
 			}
 			if err != nil {

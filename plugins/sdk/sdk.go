@@ -202,22 +202,6 @@ func dispatch(inputLen int) int32 {
 // inHandler is true while the handler runs.
 var inHandler bool
 
-// check reports whether the module is ready for events: a handler is
-// registered and the configuration declared in init decoded. The host calls
-// it once at load (faro_check) and refuses the module on StatusError.
-func check() int32 {
-	switch {
-	case handler == nil:
-		hostSetError(errNoHandler)
-	case conf.err != nil:
-		hostSetError(conf.err.Error())
-		return abi.StatusConfig
-	default:
-		return abi.StatusOK
-	}
-	return abi.StatusError
-}
-
 func safeCall(fn func(Event) error, ev Event) (err error) {
 	defer func() {
 		if r := recover(); r != nil {

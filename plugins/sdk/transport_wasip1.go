@@ -17,8 +17,23 @@ func abiVersion() int32 { return abi.Version }
 //go:wasmexport faro_handle
 func handle(inputLen int32) int32 { return dispatch(int(inputLen)) }
 
+// faroCheck reports whether the module is ready for events: a handler is
+// registered and the configuration declared in init decoded. The host calls
+// it once at load and refuses the module on StatusError.
+//
 //go:wasmexport faro_check
-func faroCheck() int32 { return check() }
+func faroCheck() int32 {
+	switch {
+	case handler == nil:
+		hostSetError(errNoHandler)
+	case conf.err != nil:
+		hostSetError(conf.err.Error())
+		return abi.StatusConfig
+	default:
+		return abi.StatusOK
+	}
+	return abi.StatusError
+}
 
 //go:wasmimport faro read_input
 func readInput(ptr unsafe.Pointer)

@@ -331,7 +331,9 @@ resources:
 			names = append(names, fmt.Sprintf("echo.%d.%d", r, i))
 		}
 		echoes = append(echoes, names[9:]...)
-		slices.SortFunc(names, func(a, b string) int { return strings.Compare(a[strings.IndexByte(a, '.'):], b[strings.IndexByte(b, '.'):]) })
+		slices.SortFunc(names, func(a, b string) int {
+			return strings.Compare(a[strings.IndexByte(a, '.'):], b[strings.IndexByte(b, '.'):])
+		})
 		var wg sync.WaitGroup
 		for w := range 8 {
 			wg.Go(func() {
