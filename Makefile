@@ -6,7 +6,7 @@ export FARO_TESTENV_ASSETS := $(TESTENV)
 
 PLUGINS   := $(notdir $(wildcard plugins/examples/*))
 
-.PHONY: all build test test-unit test-e2e testenv demo plugins image deploy-rbac fmt lint vet bench clean
+.PHONY: all build test test-unit test-e2e testenv demo plugins image deploy-rbac fmt lint vet bench fuzz clean
 
 all: build
 
@@ -65,6 +65,18 @@ lint: vet
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+## fuzz: run each fuzz target for FUZZTIME, one at a time (Go fuzzes one target per run);
+## their seeds (f.Add and testdata/fuzz) already run in `make test`. A failure is
+## written to the package's testdata/fuzz/FuzzXxx/: fix it and keep it as a seed.
+FUZZTIME     ?= 30s
+FUZZ_TARGETS := ./config:FuzzParse ./rules:FuzzMatch ./internal/celpred:FuzzCompile ./internal/wasmhost:FuzzHostABI
+fuzz:
+	@for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; fn=$${t##*:}; \
+		echo "fuzz: $$fn in $$pkg for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	done
 
 clean:
 	rm -rf $(BIN)

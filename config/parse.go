@@ -143,10 +143,13 @@ func (c *Config) pathAt(line int) string {
 
 var yamlLineRe = regexp.MustCompile(`^(?:yaml: )?(?:unmarshal errors:\n\s*)?line (\d+): `)
 
+// splitYAMLError splits a yaml error into its line and message. A syntax
+// error without a line is on the first line: the yaml package counts lines
+// from 0 internally and leaves out a line 0.
 func splitYAMLError(s string) (int, string) {
 	m := yamlLineRe.FindStringSubmatch(s)
 	if m == nil {
-		return 0, strings.TrimPrefix(s, "yaml: ")
+		return 1, strings.TrimPrefix(s, "yaml: ")
 	}
 	line, _ := strconv.Atoi(m[1])
 	return line, s[len(m[0]):]

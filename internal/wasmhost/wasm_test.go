@@ -12,6 +12,8 @@ const (
 	opLoop        = 0x03
 	opBr          = 0x0c
 	opEnd         = 0x0b
+	opCall        = 0x10
+	opLocalGet    = 0x20
 	opI32Const    = 0x41
 )
 
