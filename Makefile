@@ -6,7 +6,7 @@ export FARO_TESTENV_ASSETS := $(TESTENV)
 
 PLUGINS   := $(notdir $(wildcard plugins/examples/*))
 
-.PHONY: all build test test-unit test-e2e testenv demo plugins image deploy-rbac fmt lint vet bench clean
+.PHONY: all build test test-unit test-e2e testenv demo plugins image deploy-rbac fmt lint vet bench bench-e2e clean
 
 all: build
 
@@ -65,6 +65,12 @@ lint: vet
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+## bench-e2e: faro processes against a plain informer on the local cluster: initial list of N ConfigMaps
+## (time, peak RSS) and CPU per update; one table (`N=100000 make bench-e2e` for the large run)
+N         ?= 10000
+bench-e2e: testenv build plugins
+	$(GO) run ./internal/benche2e -n $(N)
 
 clean:
 	rm -rf $(BIN)
