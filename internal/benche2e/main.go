@@ -9,7 +9,7 @@
 // series of updates of existing objects, its CPU time (utime+stime) per
 // update. It prints one markdown table and the machine it ran on.
 //
-// `benche2e -informer -kubeconfig F -namespace NS` is the informer contender:
+// `benche2e -informer -informer-kubeconfig F -namespace NS` is the informer contender:
 // the harness runs its own executable again in that mode.
 package main
 
@@ -40,6 +40,7 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/dynamic/dynamicinformer"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/clientcmd"
 
@@ -59,7 +60,7 @@ func main() {
 	updates := flag.Int("updates", 2000, "updates of existing ConfigMaps per contender (at most n)")
 	faroBin := flag.String("faro", "", "faro binary (default: built from ./cmd/faro into a temporary folder)")
 	informer := flag.Bool("informer", false, "run as the plain informer contender")
-	kubeconfig := flag.String("kubeconfig", "", "kubeconfig (-informer mode)")
+	kubeconfig := flag.String("informer-kubeconfig", "", "kubeconfig (-informer mode)")
 	namespace := flag.String("namespace", "", "namespace to watch (-informer mode)")
 	flag.Parse()
 	var err error
@@ -152,7 +153,11 @@ func run(n, updates int, faroBin string) error {
 		return err
 	}
 	defer c.Stop()
-	kube, err := kubernetes.NewForConfig(c.Config)
+	// The writers are not throttled on the client side: the apiserver is
+	// what bounds them.
+	cfg := rest.CopyConfig(c.Config)
+	cfg.QPS, cfg.Burst = 10000, 10000
+	kube, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return err
 	}
@@ -176,7 +181,7 @@ func run(n, updates int, faroBin string) error {
 		return err
 	}
 	contenders := []contender{
-		{what: "plain dynamic informer, only prints", args: []string{self, "-informer", "-kubeconfig", c.Kubeconfig, "-namespace", ns}},
+		{what: "plain dynamic informer, only prints", args: []string{self, "-informer", "-informer-kubeconfig", c.Kubeconfig, "-namespace", ns}},
 		{what: "Faro, 1 rule", config: oneRule(ns)},
 		{what: "Faro, 10 rules with CEL", config: tenRules(ns)},
 		{what: "Faro, 1 rule + changelog plugin", config: pluginRule(ns, wasm), plugin: "changelog"},
