@@ -146,7 +146,9 @@ func TestWatchCompactedUnderChurn(t *testing.T) {
 		}
 	})
 	// The relist is done once an object created afterwards is reported.
-	f.settle(func() { createCM(t, ns, "relisted", nil) }, msg("ADDED", "v1/configmaps", ns+"/relisted"))
+	// The reflector's backoff after the outage (up to 30s) comes first.
+	createCM(t, ns, "relisted", nil)
+	f.waitEvent(msg("ADDED", "v1/configmaps", ns+"/relisted"), 90*time.Second)
 	churn(&after, kube)
 	f.settle(func() { createCM(t, ns, "marker", nil) }, msg("ADDED", "v1/configmaps", ns+"/marker"))
 
