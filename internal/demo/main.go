@@ -102,28 +102,12 @@ func run(faroBin, cfg string) error {
 			}
 			return nil
 		}},
-		{"update app-settings", func() error {
-			cm, err := kube.CoreV1().ConfigMaps("faro-demo").Get(ctx, "app-settings", metav1.GetOptions{})
-			if err != nil {
-				return err
-			}
-			cm.Data["mode"] = "green"
-			_, err = kube.CoreV1().ConfigMaps("faro-demo").Update(ctx, cm, metav1.UpdateOptions{})
-			return err
-		}},
+		{"update app-settings", func() error { return setMode(ctx, kube, "app-settings", "green") }},
 		{"create ConfigMap alert with mode=blue: the CEL rule (mode == 'red') does not match", func() error {
 			_, err := kube.CoreV1().ConfigMaps("faro-demo").Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "alert"}, Data: map[string]string{"mode": "blue"}}, metav1.CreateOptions{})
 			return err
 		}},
-		{"set alert's mode to red: now it matches", func() error {
-			cm, err := kube.CoreV1().ConfigMaps("faro-demo").Get(ctx, "alert", metav1.GetOptions{})
-			if err != nil {
-				return err
-			}
-			cm.Data["mode"] = "red"
-			_, err = kube.CoreV1().ConfigMaps("faro-demo").Update(ctx, cm, metav1.UpdateOptions{})
-			return err
-		}},
+		{"set alert's mode to red: now it matches", func() error { return setMode(ctx, kube, "alert", "red") }},
 		{"create Deployment web (tier=web), then scale it to 3", func() error {
 			replicas := int32(1)
 			labels := map[string]string{"app": "web", "tier": "web"}
@@ -185,6 +169,17 @@ func run(faroBin, cfg string) error {
 		return fmt.Errorf("faro: %w", err)
 	}
 	return nil
+}
+
+// setMode sets data.mode of ConfigMap faro-demo/name.
+func setMode(ctx context.Context, kube kubernetes.Interface, name, mode string) error {
+	cm, err := kube.CoreV1().ConfigMaps("faro-demo").Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return err
+	}
+	cm.Data["mode"] = mode
+	_, err = kube.CoreV1().ConfigMaps("faro-demo").Update(ctx, cm, metav1.UpdateOptions{})
+	return err
 }
 
 // forward copies faro's diagnostics to the terminal and closes each
