@@ -15,15 +15,19 @@ import (
 const clockTick = 10 * time.Millisecond
 
 // peakRSS returns the peak resident set size of process pid, in bytes.
-func peakRSS(pid int) (int64, error) {
-	path := fmt.Sprintf("/proc/%d/status", pid)
+func peakRSS(pid int) (int64, error) { return readProc(pid, "status", parseVmHWM) }
+
+// readProc reads /proc/PID/file and parses it, naming the file in errors.
+func readProc[T any](pid int, file string, parse func([]byte) (T, error)) (T, error) {
+	var zero T
+	path := fmt.Sprintf("/proc/%d/%s", pid, file)
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return 0, err
+		return zero, err
 	}
-	v, err := parseVmHWM(data)
+	v, err := parse(data)
 	if err != nil {
-		return 0, fmt.Errorf("%s: %w", path, err)
+		return zero, fmt.Errorf("%s: %w", path, err)
 	}
 	return v, nil
 }
@@ -50,18 +54,7 @@ func parseVmHWM(status []byte) (int64, error) {
 }
 
 // cpuTime returns the user plus system CPU time process pid used so far.
-func cpuTime(pid int) (time.Duration, error) {
-	path := fmt.Sprintf("/proc/%d/stat", pid)
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return 0, err
-	}
-	v, err := parseCPUTime(data)
-	if err != nil {
-		return 0, fmt.Errorf("%s: %w", path, err)
-	}
-	return v, nil
-}
+func cpuTime(pid int) (time.Duration, error) { return readProc(pid, "stat", parseCPUTime) }
 
 // parseCPUTime returns utime+stime (fields 14 and 15) of a /proc/PID/stat
 // line. The command name, field 2, is in parentheses and may hold spaces

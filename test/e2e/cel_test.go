@@ -3,8 +3,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -107,14 +105,11 @@ resources:
 // naming the entry, with line:col and a caret.
 func TestCELMisspelledFieldRejectedAtStartup(t *testing.T) {
 	t.Parallel()
-	path := filepath.Join(t.TempDir(), "faro.yaml")
-	if err := os.WriteFile(path, []byte(`
+	path := configFile(t, `
 resources:
   - gvr: apps/v1/deployments
     cel: "object.spec.replica > 1"
-`), 0o644); err != nil {
-		t.Fatal(err)
-	}
+`)
 	var stderr syncBuffer
 	err := daemon.Run(context.Background(), daemon.Options{ConfigPath: path, RestConfig: cluster.Config, Stdout: &stderr, Stderr: &stderr})
 	if err == nil {

@@ -6,8 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -52,10 +50,7 @@ type faro struct {
 // startFaro writes cfg to a file and runs Faro on it until the test ends.
 func startFaro(t testing.TB, cfg string, extra ...func(*daemon.Options)) *faro {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "faro.yaml")
-	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	path := configFile(t, cfg)
 	f := &faro{t: t, cfgPath: path, done: make(chan error, 1), change: make(chan struct{})}
 	outR, outW := io.Pipe()
 	errR, errW := io.Pipe()

@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"runtime"
 	"slices"
 	"strconv"
@@ -308,17 +307,8 @@ resources:
 	metricsAddr := freeAddr(t)
 	t.Setenv("GOMEMLIMIT", "160MiB")
 	p := startProcess(t, cfg, "--workers", "4", "--metrics-bind-address", metricsAddr)
-	series := func(name string) float64 {
-		_, body := get("http://" + metricsAddr + "/metrics")
-		m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name) + ` (\S+)$`).FindStringSubmatch(body)
-		if m == nil {
-			return 0
-		}
-		v, _ := strconv.ParseFloat(m[1], 64)
-		return v
-	}
 	calls := func(result string) float64 {
-		return series(fmt.Sprintf(`faro_plugin_calls_total{plugin="faulty",result=%q}`, result))
+		return metricValue(metricsAddr, fmt.Sprintf(`faro_plugin_calls_total{plugin="faulty",result=%q}`, result))
 	}
 	var echoes []string
 	round := func(r int) {
@@ -359,7 +349,7 @@ resources:
 	const rounds, ceiling = 4, 256 << 20
 	for r := 1; r <= rounds; r++ {
 		round(r)
-		if rss := series("process_resident_memory_bytes"); rss > ceiling {
+		if rss := metricValue(metricsAddr, "process_resident_memory_bytes"); rss > ceiling {
 			t.Errorf("resident memory %.0f MiB after round %d of faults, over %d MiB", rss/(1<<20), r, ceiling>>20)
 		}
 	}
@@ -469,10 +459,7 @@ func TestSlowOutputReader(t *testing.T) {
 			t.Fatalf("the informers saw %v of 2000 updates while the output was slow\nstderr:\n%s", counted, stderr.String())
 		}
 		time.Sleep(100 * time.Millisecond)
-		_, body := get("http://" + metricsAddr + "/metrics")
-		if m := regexp.MustCompile(`faro_events_total\{resource="v1/configmaps",type="UPDATED"\} (\S+)`).FindStringSubmatch(body); m != nil {
-			counted, _ = strconv.ParseFloat(m[1], 64)
-		}
+		counted = metricValue(metricsAddr, `faro_events_total{resource="v1/configmaps",type="UPDATED"}`)
 	}
 	mu.Lock()
 	lagging := len(evs) < 20+2000

@@ -47,7 +47,7 @@ func deleteNamespace(t testing.TB, name string) {
 
 // configFile writes a Faro config into a folder of its own and returns its
 // path (a state_dir in it is relative to that folder).
-func configFile(t *testing.T, content string) string {
+func configFile(t testing.TB, content string) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "faro.yaml")
 	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {

@@ -4,9 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -45,10 +43,7 @@ func TestRBAC(t *testing.T) {
   - gvr: v1/namespaces
     name_pattern: %[1]s
 `, ns)
-	cfgPath := filepath.Join(t.TempDir(), "faro.yaml")
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	cfgPath := configFile(t, cfg)
 	var stdout, stderr bytes.Buffer
 	cmd := exec.Command(bin, "rbac", "--config", cfgPath, "--service-account", saNS+"/"+saName)
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
