@@ -30,11 +30,15 @@ type Config struct {
 	MaxPendingPerObject int `yaml:"max_pending_per_object"`
 	// StateDir, when set, is where the delivery ledger is kept across
 	// restarts.
-	StateDir   string           `yaml:"state_dir"`
-	CELLimits  CELLimits        `yaml:"cel_limits"`
-	Namespaces []NamespaceEntry `yaml:"namespaces"`
-	Resources  []ResourceEntry  `yaml:"resources"`
-	Plugins    []Plugin         `yaml:"plugins"`
+	StateDir string `yaml:"state_dir"`
+	// KeepLastApplied keeps the kubectl last-applied-configuration
+	// annotation in the objects rules and plugins see; by default it is
+	// stripped (it repeats the object, and for a Secret its data).
+	KeepLastApplied bool             `yaml:"keep_last_applied"`
+	CELLimits       CELLimits        `yaml:"cel_limits"`
+	Namespaces      []NamespaceEntry `yaml:"namespaces"`
+	Resources       []ResourceEntry  `yaml:"resources"`
+	Plugins         []Plugin         `yaml:"plugins"`
 
 	// Rules is the normalized form of Namespaces and Resources, in file
 	// order, filled by Parse.

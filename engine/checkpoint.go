@@ -1,9 +1,10 @@
 package engine
 
 import (
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/faro-dev/faro/internal/object"
 )
 
 // Checkpoint keeps the delivery ledger across restarts (state_dir).
@@ -19,7 +20,7 @@ type Checkpoint interface {
 
 // Mark is one delivered state: an object's, or its deletion.
 type Mark struct {
-	Object  *unstructured.Unstructured
+	Object  *object.Object
 	Deleted bool
 }
 
@@ -31,7 +32,7 @@ type Resumed struct {
 	MaxRV uint64
 	// Object returns the last delivered state of an object (nil when it
 	// cannot be read).
-	Object func(uid types.UID) *unstructured.Unstructured
+	Object func(uid types.UID) *object.Object
 }
 
 // ResumedObject identifies one delivered object.

@@ -21,9 +21,11 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/util/workqueue"
 
@@ -83,6 +85,9 @@ type Options struct {
 	// MaxPendingPerObject bounds one object's backlog (default 1000): past
 	// it, consecutive UPDATEDs are collapsed into one.
 	MaxPendingPerObject int
+	// KeepLastApplied keeps the kubectl last-applied-configuration
+	// annotation in cached objects (it is stripped by default).
+	KeepLastApplied bool
 	// Shard, when its Total is above 1, restricts the engine to its share
 	// of every resource's objects.
 	Shard Shard
@@ -161,7 +166,8 @@ type Stats struct {
 type Engine struct {
 	opts  Options
 	log   hclog.Logger
-	dyn   dynamic.Interface
+	dyn   dynamic.Interface // the CRD watch
+	raw   rest.Interface    // the resources' lists and watches (see listWatch)
 	disc  discovery.DiscoveryInterface
 	stats Stats
 
@@ -198,6 +204,10 @@ func New(opts Options) (*Engine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("engine: dynamic client: %w", err)
 	}
+	raw, err := rawClient(opts.Config)
+	if err != nil {
+		return nil, fmt.Errorf("engine: REST client: %w", err)
+	}
 	disc, err := discovery.NewDiscoveryClientForConfig(opts.Config)
 	if err != nil {
 		return nil, fmt.Errorf("engine: discovery client: %w", err)
@@ -206,6 +216,7 @@ func New(opts Options) (*Engine, error) {
 		opts:      opts,
 		log:       opts.Diag,
 		dyn:       dyn,
+		raw:       raw,
 		disc:      disc,
 		kick:      make(chan struct{}, 1),
 		lead:      make(chan struct{}),
@@ -223,6 +234,17 @@ func New(opts Options) (*Engine, error) {
 		e.Lead()
 	}
 	return e, nil
+}
+
+// rawClient returns a client for requests whose responses the engine
+// decodes itself: JSON, so that objects are decoded once, into their
+// cached form.
+func rawClient(cfg *rest.Config) (rest.Interface, error) {
+	c := rest.CopyConfig(cfg)
+	c.AcceptContentTypes = runtime.ContentTypeJSON
+	c.ContentType = runtime.ContentTypeJSON
+	c.NegotiatedSerializer = scheme.Codecs.WithoutConversion()
+	return rest.UnversionedRESTClientFor(c)
 }
 
 // Stats returns the engine's live counters.

@@ -7,12 +7,12 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/faro-dev/faro/config"
+	"github.com/faro-dev/faro/internal/object"
 	"github.com/faro-dev/faro/rules"
 )
 
@@ -59,7 +59,7 @@ type entry struct {
 	// last is that state, shared with the informer's cache (the ledger
 	// holds no copy). It is nil for an entry resumed from the checkpoint
 	// until a watch sees the object again.
-	last *unstructured.Unstructured
+	last *object.Object
 	// deleted marks a tombstone: the object's deletion was admitted while
 	// watches overlap, and late events of a lagging watch must not bring
 	// it back.
@@ -92,7 +92,7 @@ type resourceLedger struct {
 	since uint64
 	// resumed returns the last delivered state of an object from the
 	// checkpoint; nil when nothing was resumed.
-	resumed func(uid types.UID) *unstructured.Unstructured
+	resumed func(uid types.UID) *object.Object
 	// overlap is set while a replaced watch still runs beside its
 	// successor: deletions are then kept as tombstones (oldest first in
 	// tombs, at most maxTombstones).
@@ -119,10 +119,9 @@ func parseRV(s string) (uint64, bool) {
 // admit passes one event of informer src through the ledger. old is the
 // informer's previous state on UPDATED; initial marks an ADDED from a
 // watch's initial list.
-func (l *resourceLedger) admit(src *informer, typ config.EventType, obj, old *unstructured.Unstructured, initial bool) {
-	m := metaOf(obj)
-	k, uid := nsName{m.namespace, m.name}, m.uid
-	rv, isInt := parseRV(m.resourceVersion)
+func (l *resourceLedger) admit(src *informer, typ config.EventType, obj, old *object.Object, initial bool) {
+	k, uid := nsName{obj.Namespace, obj.Name}, obj.UID
+	rv, isInt := obj.RV()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if src != nil {
@@ -133,7 +132,7 @@ func (l *resourceLedger) admit(src *informer, typ config.EventType, obj, old *un
 	if !isInt && !l.warnedNonInt {
 		l.warnedNonInt = true
 		l.warn("resource versions are not integers; events of this resource cannot be ordered and are delivered as new",
-			"gvr", gvrString(l.gvr), "resource_version", m.resourceVersion)
+			"gvr", gvrString(l.gvr), "resource_version", obj.ResourceVersion)
 	}
 	var buf [128]byte
 	place := appendPlace(buf[:0], k)
@@ -160,7 +159,7 @@ func (l *resourceLedger) admit(src *informer, typ config.EventType, obj, old *un
 		switch {
 		case e.deleted:
 			// Gone: a lagging watch's news of it is stale.
-		case !isInt && e.last != nil && e.last.GetResourceVersion() == m.resourceVersion:
+		case !isInt && e.last != nil && e.last.ResourceVersion == obj.ResourceVersion:
 			e.last = obj
 		default:
 			prev := l.lastState(k, e)
@@ -180,7 +179,7 @@ func (l *resourceLedger) admit(src *informer, typ config.EventType, obj, old *un
 		// know: that one was deleted (the informer saw a re-create as an
 		// update, e.g. across a relist).
 		gone := l.lastState(k, e)
-		if old != nil && old.GetUID() == e.uid {
+		if old != nil && old.UID == e.uid {
 			gone = old
 		}
 		delete(l.entries, string(place))
@@ -190,8 +189,8 @@ func (l *resourceLedger) admit(src *informer, typ config.EventType, obj, old *un
 }
 
 // add records a new object and delivers its ADDED. Called with l.mu held.
-func (l *resourceLedger) add(k nsName, obj *unstructured.Unstructured, rv uint64, initial bool) {
-	l.entries[placeKey(k)] = &entry{uid: obj.GetUID(), rv: rv, last: obj}
+func (l *resourceLedger) add(k nsName, obj *object.Object, rv uint64, initial bool) {
+	l.entries[placeKey(k)] = &entry{uid: obj.UID, rv: rv, last: obj}
 	l.deliver(k, delivery{typ: config.Added, obj: obj, initial: initial && (l.since == 0 || rv <= l.since)})
 }
 
@@ -232,7 +231,7 @@ func (l *resourceLedger) dropTomb(key string) {
 
 // lastState returns the newest admitted state of the entry at k: held,
 // resumed from the checkpoint, or (when neither has it) its identity alone.
-func (l *resourceLedger) lastState(k nsName, e *entry) *unstructured.Unstructured {
+func (l *resourceLedger) lastState(k nsName, e *entry) *object.Object {
 	if e.last != nil {
 		return e.last
 	}
@@ -241,16 +240,11 @@ func (l *resourceLedger) lastState(k nsName, e *entry) *unstructured.Unstructure
 			return u
 		}
 	}
-	u := &unstructured.Unstructured{}
-	u.SetAPIVersion(l.gvr.GroupVersion().String())
-	u.SetKind(l.kind)
-	u.SetNamespace(k.namespace)
-	u.SetName(k.name)
-	u.SetUID(e.uid)
+	rv := ""
 	if e.rv != 0 {
-		u.SetResourceVersion(strconv.FormatUint(e.rv, 10))
+		rv = strconv.FormatUint(e.rv, 10)
 	}
-	return u
+	return object.Identity(l.gvr.GroupVersion().String(), l.kind, k.namespace, k.name, e.uid, rv)
 }
 
 // deliver queues ev, an event of the object at k, for the rules bound now,
@@ -264,23 +258,6 @@ func (l *resourceLedger) deliver(k nsName, ev delivery) {
 	d.place, d.ledger = k, l
 	d.src, d.rv = l.src, l.srcRV
 	l.push(d)
-}
-
-// objectMeta is what the ledger reads of an object.
-type objectMeta struct {
-	namespace, name, resourceVersion string
-	uid                              types.UID
-}
-
-// metaOf reads an object's identity from its metadata in one lookup (the
-// Unstructured getters walk the map once per field).
-func metaOf(u *unstructured.Unstructured) objectMeta {
-	md, _ := u.Object["metadata"].(map[string]any)
-	str := func(k string) string {
-		s, _ := md[k].(string)
-		return s
-	}
-	return objectMeta{namespace: str("namespace"), name: str("name"), resourceVersion: str("resourceVersion"), uid: types.UID(str("uid"))}
 }
 
 // bind makes rs the rules of the resource. The rules in added (new to the
@@ -330,11 +307,11 @@ type listedScope struct {
 	listed uint64
 }
 
-func (sc listedScope) covers(k nsName, last *unstructured.Unstructured) bool {
+func (sc listedScope) covers(k nsName, last *object.Object) bool {
 	if sc.namespace != "" && k.namespace != sc.namespace {
 		return false
 	}
-	return last == nil || sc.selector.Matches(labels.Set(last.GetLabels()))
+	return last == nil || sc.selector.Matches(labels.Set(last.Labels))
 }
 
 // sweep reconciles the ledger with the watches of the resource once all of

@@ -10,23 +10,16 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/faro-dev/faro/config"
+	"github.com/faro-dev/faro/internal/object"
 )
 
 // obj is a ConfigMap ns/name with a uid and a resource version.
-func obj(name, uid, rv string) *unstructured.Unstructured {
-	u := &unstructured.Unstructured{}
-	u.SetAPIVersion("v1")
-	u.SetKind("ConfigMap")
-	u.SetNamespace("ns")
-	u.SetName(name)
-	u.SetUID(types.UID(uid))
-	u.SetResourceVersion(rv)
-	return u
+func obj(name, uid, rv string) *object.Object {
+	return object.Identity("v1", "ConfigMap", "ns", name, types.UID(uid), rv)
 }
 
 // ev is one informer event in a ledger test.
@@ -128,7 +121,7 @@ func TestLedgerAdmit(t *testing.T) {
 				if e.overlap || e.noverlap {
 					l.setOverlap(e.overlap)
 				}
-				var old *unstructured.Unstructured
+				var old *object.Object
 				if e.old != "" {
 					uid, rv, _ := strings.Cut(e.old, "@")
 					old = obj(e.name, uid, rv)
@@ -160,7 +153,7 @@ func TestLedgerResumedStates(t *testing.T) {
 	l.since = 6 // the checkpoint's highest delivered version
 	l.entries[placeKey(nsName{"ns", "a"})] = &entry{uid: "u1", rv: 5}
 	l.entries[placeKey(nsName{"ns", "b"})] = &entry{uid: "u2", rv: 6}
-	l.resumed = func(uid types.UID) *unstructured.Unstructured {
+	l.resumed = func(uid types.UID) *object.Object {
 		if uid == "u1" {
 			return obj("a", "u1", "5")
 		}
@@ -176,7 +169,7 @@ func TestLedgerResumedStates(t *testing.T) {
 	if !slices.Equal(out, want) {
 		t.Fatalf("delivered %q, want %q", out, want)
 	}
-	if k := (*got)[1].obj.GetKind(); k != "ConfigMap" {
+	if k := (*got)[1].obj.Kind; k != "ConfigMap" {
 		t.Errorf("identity-only DELETED has kind %q", k)
 	}
 }
@@ -263,14 +256,14 @@ func BenchmarkAdmit(b *testing.B) {
 	l := newResourceLedger(cmGVR, "ConfigMap", func(d *delivery) { d.release() }, func(string, ...any) {})
 	l.bind(compileRules(b, "resources:\n  - {gvr: v1/configmaps}\n"), nil)
 	names := make([]string, objects)
-	last := make([]*unstructured.Unstructured, objects)
+	last := make([]*object.Object, objects)
 	for i := range objects {
 		names[i] = fmt.Sprintf("cm-%d", i)
 		last[i] = obj(names[i], "uid-"+names[i], strconv.Itoa(i+1))
 		l.admit(nil, config.Added, last[i], nil, true)
 	}
 	rv := objects
-	next := make([]*unstructured.Unstructured, batch)
+	next := make([]*object.Object, batch)
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	var cpu time.Duration
@@ -308,7 +301,7 @@ func threadCPU(b *testing.B) time.Duration {
 // objects themselves belong to the informer's cache and are only pointed to.
 func BenchmarkLedgerMemory(b *testing.B) {
 	const objects = 100_000
-	objs := make([]*unstructured.Unstructured, objects)
+	objs := make([]*object.Object, objects)
 	for i := range objs {
 		name := fmt.Sprintf("cm-%d", i)
 		objs[i] = obj(name, fmt.Sprintf("%08d-0000-0000-0000-000000000000", i), strconv.Itoa(i+1))

@@ -6,11 +6,11 @@ import (
 	"sync"
 	"time"
 
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/faro-dev/faro/config"
 	"github.com/faro-dev/faro/internal/metrics"
+	"github.com/faro-dev/faro/internal/object"
 	"github.com/faro-dev/faro/rules"
 )
 
@@ -27,7 +27,7 @@ type objKey struct {
 type delivery struct {
 	typ      config.EventType
 	place    nsName
-	obj, old *unstructured.Unstructured
+	obj, old *object.Object
 	initial  bool
 	// rules are the rules bound to the resource when the event was
 	// admitted (for the initial ADDED of rules new to a resource, those
@@ -245,15 +245,21 @@ func (e *Engine) process(ctx context.Context, d *delivery) error {
 	}
 	step := 0
 	for _, r := range d.matches {
-		// What the rule may see: a Secret's values are redacted unless it
-		// reveals them.
-		obj, old := d.ev.Objects(r)
-		m := &Matched{Type: d.typ, GVR: d.ledger.gvr, Object: obj, OldObject: old, Initial: d.initial, Rule: r}
 		if step >= d.step {
-			e.logMatch(m)
+			e.logMatch(d, r)
 			d.step++
 		}
 		step++
+		if len(r.Plugins) == 0 {
+			continue
+		}
+		// What the rule may see: a Secret's values are redacted unless it
+		// reveals them.
+		obj, old, err := d.ev.Objects(r)
+		if err != nil {
+			return err
+		}
+		m := &Matched{Type: d.typ, GVR: d.ledger.gvr, Object: obj, OldObject: old, Initial: d.initial, Rule: r}
 		for _, p := range r.Plugins {
 			if step >= d.step {
 				if e.opts.Handler == nil {
@@ -284,7 +290,7 @@ func (e *Engine) match(ctx context.Context, d *delivery) []*rules.Rule {
 		if err != nil {
 			metrics.ObserveCELError(r.ID)
 			e.warnings.warn(e.log, "cel:"+r.ID, "CEL evaluation failed; treated as no match",
-				"rule", r.ID, "object", describe(d.obj.GetNamespace(), d.obj.GetName()), "error", err)
+				"rule", r.ID, "object", describe(d.obj.Namespace, d.obj.Name), "error", err)
 			continue
 		}
 		if ok {
@@ -294,20 +300,20 @@ func (e *Engine) match(ctx context.Context, d *delivery) []*rules.Rule {
 	return out
 }
 
-// logMatch writes the matched-event line. It is written synchronously: a
-// slow output backs up the queue, and no matched line is ever dropped.
-func (e *Engine) logMatch(m *Matched) {
-	metrics.ObserveMatch(m.Rule.ID)
-	gvr := m.GVRString()
-	ns, name := m.Object.GetNamespace(), m.Object.GetName()
-	msg := fmt.Sprintf("CONFIG [%s] %s %s", m.Type, gvr, m.Key())
+// logMatch writes the line of d's match by r. It is written synchronously:
+// a slow output backs up the queue, and no matched line is ever dropped.
+func (e *Engine) logMatch(d *delivery, r *rules.Rule) {
+	metrics.ObserveMatch(r.ID)
+	gvr := gvrString(d.ledger.gvr)
+	o := d.obj
+	msg := fmt.Sprintf("CONFIG [%s] %s %s", d.typ, gvr, describe(o.Namespace, o.Name))
 	if e.opts.JSON {
-		e.opts.Events.Info(msg, "event_type", string(m.Type), "gvr", gvr, "namespace", ns, "name", name,
-			"uid", string(m.Object.GetUID()), "resource_version", m.Object.GetResourceVersion(), "rule", m.Rule.ID, "initial", m.Initial)
+		e.opts.Events.Info(msg, "event_type", string(d.typ), "gvr", gvr, "namespace", o.Namespace, "name", o.Name,
+			"uid", string(o.UID), "resource_version", o.ResourceVersion, "rule", r.ID, "initial", d.initial)
 		return
 	}
-	e.opts.Events.Info(msg, "uid", string(m.Object.GetUID()), "resource_version", m.Object.GetResourceVersion(),
-		"rule", m.Rule.ID, "initial", m.Initial)
+	e.opts.Events.Info(msg, "uid", string(o.UID), "resource_version", o.ResourceVersion,
+		"rule", r.ID, "initial", d.initial)
 }
 
 // limitedLog writes a warning at most once per interval per key, with the

@@ -12,12 +12,12 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/rest"
 
 	"github.com/faro-dev/faro/config"
 	"github.com/faro-dev/faro/internal/metrics"
+	"github.com/faro-dev/faro/internal/object"
 	"github.com/faro-dev/faro/rules"
 )
 
@@ -128,12 +128,12 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 }
 
 // admit passes an event of the test engine's configmaps through its ledger.
-func admit(e *Engine, typ config.EventType, u *unstructured.Unstructured) {
+func admit(e *Engine, typ config.EventType, u *object.Object) {
 	e.resources[cmGVR].ledger.admit(nil, typ, u, nil, false)
 }
 
 // cm is a ConfigMap ns/name without a uid at resource version rv.
-func cm(name string, rv int) *unstructured.Unstructured { return obj(name, "", fmt.Sprint(rv)) }
+func cm(name string, rv int) *object.Object { return obj(name, "", fmt.Sprint(rv)) }
 
 func waitUntil(t *testing.T, what string, cond func() bool) {
 	t.Helper()

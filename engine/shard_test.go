@@ -6,10 +6,11 @@ import (
 	"testing"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	apiwatch "k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/tools/cache"
+
+	"github.com/faro-dev/faro/internal/object"
 )
 
 // TestShardsPartitionObjects: every object belongs to exactly one of the
@@ -44,19 +45,19 @@ func TestShardsPartitionObjects(t *testing.T) {
 // shard's objects; bookmarks pass.
 func TestShardFilter(t *testing.T) {
 	shard := Shard{Index: 1, Total: 2}
-	var items []unstructured.Unstructured
+	var items []*object.Object
 	var owned []string
 	for i := range 20 {
-		u := obj(fmt.Sprintf("cm-%d", i), "u", "1")
-		items = append(items, *u)
-		if shard.owns("ns", u.GetName()) {
-			owned = append(owned, u.GetName())
+		o := obj(fmt.Sprintf("cm-%d", i), "u", "1")
+		items = append(items, o)
+		if shard.owns("ns", o.Name) {
+			owned = append(owned, o.Name)
 		}
 	}
 	fw := apiwatch.NewFake()
 	lw := shard.filter(&cache.ListWatch{
 		ListWithContextFunc: func(context.Context, metav1.ListOptions) (runtime.Object, error) {
-			return &unstructured.UnstructuredList{Items: append([]unstructured.Unstructured(nil), items...)}, nil
+			return &object.List{Items: append([]*object.Object(nil), items...)}, nil
 		},
 		WatchFuncWithContext: func(context.Context, metav1.ListOptions) (apiwatch.Interface, error) { return fw, nil },
 	})
@@ -65,8 +66,8 @@ func TestShardFilter(t *testing.T) {
 		t.Fatal(err)
 	}
 	var listed []string
-	for _, it := range list.(*unstructured.UnstructuredList).Items {
-		listed = append(listed, it.GetName())
+	for _, it := range list.(*object.List).Items {
+		listed = append(listed, it.Name)
 	}
 	if fmt.Sprint(listed) != fmt.Sprint(owned) || len(owned) == 0 || len(owned) == len(items) {
 		t.Errorf("listed %v, want the shard's %v", listed, owned)
@@ -77,7 +78,7 @@ func TestShardFilter(t *testing.T) {
 	}
 	go func() {
 		for i := range items {
-			fw.Modify(&items[i])
+			fw.Modify(items[i])
 		}
 		fw.Action(apiwatch.Bookmark, obj("", "", "99"))
 		fw.Stop()
@@ -89,7 +90,7 @@ func TestShardFilter(t *testing.T) {
 			bookmarks++
 			continue
 		}
-		watched = append(watched, ev.Object.(*unstructured.Unstructured).GetName())
+		watched = append(watched, ev.Object.(*object.Object).Name)
 	}
 	if fmt.Sprint(watched) != fmt.Sprint(owned) || bookmarks != 1 {
 		t.Errorf("watched %v and %d bookmarks, want %v and 1", watched, bookmarks, owned)

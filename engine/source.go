@@ -3,13 +3,13 @@ package engine
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"sort"
 	"strings"
 	"sync/atomic"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -20,6 +20,7 @@ import (
 
 	"github.com/faro-dev/faro/config"
 	"github.com/faro-dev/faro/internal/metrics"
+	"github.com/faro-dev/faro/internal/object"
 )
 
 // watchKey identifies one informer: a resource, a namespace ("" = all) and
@@ -62,8 +63,7 @@ const watchWarnEvery = time.Minute
 // stopped. Called with e.mu held.
 func (e *Engine) startInformer(ctx context.Context, rsc *resource, k watchKey) {
 	w := &informer{key: k, done: make(chan struct{})}
-	w.inf = cache.NewSharedIndexInformerWithOptions(e.opts.Shard.filter(e.listWatch(w)), &unstructured.Unstructured{}, cache.SharedIndexInformerOptions{})
-	_ = w.inf.SetTransform(stripManagedFields)
+	w.inf = cache.NewSharedIndexInformerWithOptions(e.opts.Shard.filter(e.listWatch(w)), &object.Object{}, cache.SharedIndexInformerOptions{})
 	var lastWarn time.Time // owned by the reflector's goroutine
 	_ = w.inf.SetWatchErrorHandlerWithContext(func(ctx context.Context, _ *cache.Reflector, err error) {
 		switch {
@@ -83,20 +83,20 @@ func (e *Engine) startInformer(ctx context.Context, rsc *resource, k watchKey) {
 		}
 	})
 	l, gvr := rsc.ledger, gvrString(k.GVR)
-	admit := func(typ config.EventType, u, old *unstructured.Unstructured, initial bool) {
+	admit := func(typ config.EventType, o, old *object.Object, initial bool) {
 		metrics.ObserveEvent(gvr, string(typ))
-		l.admit(w, typ, u, old, initial)
+		l.admit(w, typ, o, old, initial)
 	}
 	reg, _ := w.inf.AddEventHandler(cache.ResourceEventHandlerDetailedFuncs{
 		AddFunc: func(obj any, initial bool) {
-			if u, ok := obj.(*unstructured.Unstructured); ok {
-				admit(config.Added, u, nil, initial)
+			if o, ok := obj.(*object.Object); ok {
+				admit(config.Added, o, nil, initial)
 			}
 		},
 		UpdateFunc: func(oldObj, newObj any) {
-			o, ok1 := oldObj.(*unstructured.Unstructured)
-			n, ok2 := newObj.(*unstructured.Unstructured)
-			if !ok1 || !ok2 || o.GetResourceVersion() == n.GetResourceVersion() {
+			o, ok1 := oldObj.(*object.Object)
+			n, ok2 := newObj.(*object.Object)
+			if !ok1 || !ok2 || o.ResourceVersion == n.ResourceVersion {
 				return // a resync, not a change
 			}
 			admit(config.Updated, n, o, false)
@@ -105,8 +105,8 @@ func (e *Engine) startInformer(ctx context.Context, rsc *resource, k watchKey) {
 			if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
 				obj = t.Obj
 			}
-			if u, ok := obj.(*unstructured.Unstructured); ok {
-				admit(config.Deleted, u, nil, false)
+			if o, ok := obj.(*object.Object); ok {
+				admit(config.Deleted, o, nil, false)
 			}
 		},
 	})
@@ -133,41 +133,67 @@ func (e *Engine) startInformer(ctx context.Context, rsc *resource, k watchKey) {
 	})
 }
 
-// listWatch lists and watches one informer's scope, noting the resource
-// version its cache is complete up to after each list: that of a list, or
-// of the bookmark that ends the initial events of a watch-list.
+// listWatch lists and watches one informer's scope, decoding what the
+// server sends straight into Objects (see internal/object), and notes the
+// resource version its cache is complete up to after each list: that of a
+// list, or of the bookmark that ends the initial events of a watch-list.
 func (e *Engine) listWatch(w *informer) cache.ListerWatcher {
-	ri := e.dyn.Resource(w.key.GVR).Namespace(w.key.Namespace)
+	path := resourcePath(w.key.GVR, w.key.Namespace)
 	selector := w.key.Selector
+	opts := object.Options{KeepLastApplied: e.opts.KeepLastApplied}
 	noteListed := func(rv string) {
 		n, _ := parseRV(rv)
 		w.listed.Store(n)
 	}
-	return cache.ToListWatcherWithWatchListSemantics(&cache.ListWatch{
+	return &cache.ListWatch{
 		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
 			o.LabelSelector = selector
-			list, err := ri.List(ctx, o)
-			if err == nil {
-				noteListed(list.GetResourceVersion())
+			body, err := e.raw.Get().AbsPath(path...).VersionedParams(&o, metav1.ParameterCodec).Stream(ctx)
+			if err != nil {
+				return nil, err
 			}
-			return list, err
+			defer body.Close()
+			list, err := object.DecodeList(body, opts)
+			if err != nil {
+				return nil, fmt.Errorf("list %s: %w", w.key, err)
+			}
+			noteListed(list.ResourceVersion)
+			return list, nil
 		},
 		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (apiwatch.Interface, error) {
 			o.LabelSelector = selector
-			wi, err := ri.Watch(ctx, o)
-			if err != nil || o.SendInitialEvents == nil || !*o.SendInitialEvents {
-				return wi, err
+			o.Watch = true
+			body, err := e.raw.Get().AbsPath(path...).VersionedParams(&o, metav1.ParameterCodec).Stream(ctx)
+			if err != nil {
+				return nil, err
+			}
+			wi := apiwatch.NewStreamWatcher(object.NewWatchDecoder(body, opts),
+				apierrors.NewClientErrorReporter(http.StatusInternalServerError, http.MethodGet, "ClientWatchDecoding"))
+			if o.SendInitialEvents == nil || !*o.SendInitialEvents {
+				return wi, nil
 			}
 			return filterWatch(wi, func(ev apiwatch.Event) (apiwatch.Event, bool) {
-				if ev.Type == apiwatch.Bookmark {
-					if m, err := meta.Accessor(ev.Object); err == nil && m.GetAnnotations()[metav1.InitialEventsAnnotationKey] == "true" {
-						noteListed(m.GetResourceVersion())
-					}
+				if o, ok := ev.Object.(*object.Object); ok && ev.Type == apiwatch.Bookmark &&
+					o.Annotations[metav1.InitialEventsAnnotationKey] == "true" {
+					noteListed(o.ResourceVersion)
 				}
 				return ev, true
 			}), nil
 		},
-	}, e.dyn)
+	}
+}
+
+// resourcePath is the API path of a resource's collection, in namespace ns
+// ("" = all namespaces).
+func resourcePath(gvr schema.GroupVersionResource, ns string) []string {
+	p := []string{"/apis", gvr.Group, gvr.Version}
+	if gvr.Group == "" {
+		p = []string{"/api", gvr.Version}
+	}
+	if ns != "" {
+		p = append(p, "namespaces", ns)
+	}
+	return append(p, gvr.Resource)
 }
 
 // stopInformer stops an informer and waits until its handler calls are

@@ -149,7 +149,8 @@ func TestKeepFailedGroups(t *testing.T) {
 }
 
 func TestStripManagedFields(t *testing.T) {
-	u := cm("a", 1)
+	u := &unstructured.Unstructured{}
+	u.SetName("a")
 	u.SetManagedFields([]metav1.ManagedFieldsEntry{{Manager: "kubectl", Operation: metav1.ManagedFieldsOperationApply}})
 	out, err := stripManagedFields(u)
 	if err != nil {

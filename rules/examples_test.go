@@ -45,9 +45,9 @@ func TestREADMECELExamples(t *testing.T) {
 		{4, config.Added, ``, `{"metadata":{"name":"s"},"type":"Opaque"}`, false},
 	}
 	for i, tt := range tests {
-		ev := &Event{Type: tt.typ, Object: obj(t, tt.obj)}
+		ev := &Event{Type: tt.typ, Object: compact(t, obj(t, tt.obj))}
 		if tt.old != "" {
-			ev.OldObject = obj(t, tt.old)
+			ev.OldObject = compact(t, obj(t, tt.old))
 		}
 		got, err := set.Rules[tt.rule].Matches(context.Background(), ev)
 		if err != nil || got != tt.want {

@@ -80,7 +80,7 @@ func FuzzMatch(f *testing.F) {
 		wantMatch := (ns == "" || nsPattern == "" || fullMatch(nsPattern, ns)) &&
 			(namePattern == "" || fullMatch(namePattern, name)) &&
 			sel.Matches(want)
-		got, err := set.Rules[0].Matches(context.Background(), &Event{Type: config.Added, Object: obj, IsNamespace: isNamespace})
+		got, err := set.Rules[0].Matches(context.Background(), &Event{Type: config.Added, Object: compact(t, obj), IsNamespace: isNamespace})
 		if err != nil || got != wantMatch {
 			t.Fatalf("Matches = %v, %v; want %v (namespace %q, name %q, labels %v)", got, err, wantMatch, ns, name, want)
 		}

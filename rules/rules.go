@@ -19,6 +19,7 @@ import (
 
 	"github.com/faro-dev/faro/config"
 	"github.com/faro-dev/faro/internal/celpred"
+	"github.com/faro-dev/faro/internal/object"
 )
 
 // SchemaSource finds the OpenAPI schema of a configured resource so that CEL
@@ -148,9 +149,9 @@ func schemaFor(opts Options, r config.Rule) *spec.Schema {
 type Event struct {
 	Type config.EventType
 	// Object is the object as delivered; for DELETED its last known state.
-	Object *unstructured.Unstructured
+	Object *object.Object
 	// OldObject is the previous state on UPDATED, nil otherwise.
-	OldObject *unstructured.Unstructured
+	OldObject *object.Object
 	// Initial marks ADDED events for objects that existed when the watch
 	// started.
 	Initial bool
@@ -159,7 +160,11 @@ type Event struct {
 	IsNamespace bool
 
 	// Built on first use, shared by every rule with the same view (see
-	// Objects): cel of the redacted view, celRevealed of a Secret as is.
+	// Objects): the decoded objects, cel of the redacted view, celRevealed
+	// of a Secret as is.
+	decoded               bool
+	obj, old              *unstructured.Unstructured
+	decodeErr             error
 	cel, celRevealed      *celpred.Input
 	redacted, redactedOld *unstructured.Unstructured
 }
@@ -172,54 +177,33 @@ func (r *Rule) Matches(ctx context.Context, ev *Event) (bool, error) {
 	if !slices.Contains(r.EventTypes, ev.Type) || (ev.Initial && !r.InitialEvents) {
 		return false, nil
 	}
-	ns := ev.Object.GetNamespace()
+	ns := ev.Object.Namespace
 	if ns == "" && ev.IsNamespace {
-		ns = ev.Object.GetName()
+		ns = ev.Object.Name
 	}
 	if ns != "" && len(r.namespaces) > 0 && !slices.ContainsFunc(r.namespaces, func(re *regexp.Regexp) bool {
 		return re == nil || re.MatchString(ns)
 	}) {
 		return false, nil
 	}
-	if r.name != nil && !r.name.MatchString(ev.Object.GetName()) {
+	if r.name != nil && !r.name.MatchString(ev.Object.Name) {
 		return false, nil
 	}
-	if !r.selector.Empty() && !r.selector.Matches(labelsOf(ev.Object)) {
+	if !r.selector.Empty() && !r.selector.Matches(labels.Set(ev.Object.Labels)) {
 		return false, nil
 	}
 	if r.pred == nil {
 		return true, nil
 	}
-	ok, err := r.pred.Eval(ctx, ev.celInput(r))
+	in, err := ev.celInput(r)
+	if err != nil {
+		return false, fmt.Errorf("%s: %w", r.ID, err)
+	}
+	ok, err := r.pred.Eval(ctx, in)
 	if err != nil {
 		return false, fmt.Errorf("%s: CEL: %w", r.ID, err)
 	}
 	return ok, nil
-}
-
-// objectLabels reads an object's labels in place, without the copy that
-// GetLabels makes.
-type objectLabels map[string]any
-
-func labelsOf(o *unstructured.Unstructured) objectLabels {
-	md, _ := o.Object["metadata"].(map[string]any)
-	l, _ := md["labels"].(map[string]any)
-	return l
-}
-
-func (l objectLabels) Has(k string) bool {
-	_, ok := l[k]
-	return ok
-}
-
-func (l objectLabels) Get(k string) string {
-	v, _ := l[k].(string)
-	return v
-}
-
-func (l objectLabels) Lookup(k string) (string, bool) {
-	v, ok := l[k].(string)
-	return v, ok
 }
 
 // Selector returns the rule's parsed label selector.

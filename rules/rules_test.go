@@ -13,6 +13,7 @@ import (
 
 	"github.com/faro-dev/faro/config"
 	"github.com/faro-dev/faro/internal/celpred"
+	"github.com/faro-dev/faro/internal/object"
 )
 
 // loadSet compiles the config file at path (CEL with dynamic types).
@@ -46,6 +47,16 @@ func loadObject(tb testing.TB, file string) *unstructured.Unstructured {
 	return u
 }
 
+// compact is u as the engine caches it.
+func compact(tb testing.TB, u *unstructured.Unstructured) *object.Object {
+	tb.Helper()
+	o, err := object.FromUnstructured(u)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return o
+}
+
 // matchIDs returns the IDs of the rules on resource that select ev.
 func matchIDs(t *testing.T, set *Set, resource string, ev *Event) []string {
 	t.Helper()
@@ -68,22 +79,23 @@ func matchIDs(t *testing.T, set *Set, resource string, ev *Event) []string {
 func TestMatches(t *testing.T) {
 	set := loadSet(t, filepath.Join("testdata", "rules.yaml"))
 	base := loadObject(t, "deployment.json")
-	with := func(f func(u *unstructured.Unstructured)) *unstructured.Unstructured {
+	with := func(f func(u *unstructured.Unstructured)) *object.Object {
 		u := base.DeepCopy()
 		f(u)
-		return u
+		return compact(t, u)
 	}
+	baseObj := compact(t, base)
 	nsPrefix := `namespaces[0].resources["apps/v1/deployments"]`
 	tests := []struct {
 		name string
 		ev   Event
 		want []string
 	}{
-		{"added in prod with labels", Event{Type: config.Added, Object: base},
+		{"added in prod with labels", Event{Type: config.Added, Object: baseObj},
 			[]string{nsPrefix, "resources[3]", "resources[5]"}},
-		{"initial add skips initial_events:false", Event{Type: config.Added, Object: base, Initial: true},
+		{"initial add skips initial_events:false", Event{Type: config.Added, Object: baseObj, Initial: true},
 			[]string{nsPrefix, "resources[5]"}},
-		{"deleted", Event{Type: config.Deleted, Object: base},
+		{"deleted", Event{Type: config.Deleted, Object: baseObj},
 			[]string{nsPrefix, "resources[2]", "resources[3]", "resources[5]"}},
 		{"staging namespace", Event{Type: config.Added, Object: with(func(u *unstructured.Unstructured) { u.SetNamespace("staging-1") })},
 			[]string{"resources[0]", "resources[3]", "resources[5]"}},
@@ -98,10 +110,10 @@ func TestMatches(t *testing.T) {
 		{"cel false", Event{Type: config.Added, Object: with(func(u *unstructured.Unstructured) {
 			_ = unstructured.SetNestedField(u.Object, int64(1), "spec", "replicas")
 		})}, []string{nsPrefix, "resources[3]"}},
-		{"spec change", Event{Type: config.Updated, OldObject: base, Object: with(func(u *unstructured.Unstructured) {
+		{"spec change", Event{Type: config.Updated, OldObject: baseObj, Object: with(func(u *unstructured.Unstructured) {
 			_ = unstructured.SetNestedField(u.Object, int64(5), "spec", "replicas")
 		})}, []string{nsPrefix, "resources[3]", "resources[5]", "resources[6]"}},
-		{"status-only change", Event{Type: config.Updated, OldObject: base, Object: with(func(u *unstructured.Unstructured) {
+		{"status-only change", Event{Type: config.Updated, OldObject: baseObj, Object: with(func(u *unstructured.Unstructured) {
 			_ = unstructured.SetNestedField(u.Object, int64(2), "status", "readyReplicas")
 		})}, []string{nsPrefix, "resources[3]", "resources[5]"}},
 	}
@@ -120,7 +132,7 @@ func TestMatchesNamespaceObjectsByTheirName(t *testing.T) {
 	set := loadSet(t, filepath.Join("testdata", "rules.yaml"))
 	for name, want := range map[string]bool{"prod-1": true, "dev-1": false} {
 		ns := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "v1", "kind": "Namespace", "metadata": map[string]any{"name": name}}}
-		got := matchIDs(t, set, "v1/namespaces", &Event{Type: config.Added, Object: ns, IsNamespace: true})
+		got := matchIDs(t, set, "v1/namespaces", &Event{Type: config.Added, Object: compact(t, ns), IsNamespace: true})
 		if (len(got) == 1) != want {
 			t.Errorf("namespace %s matched %v, want match=%v", name, got, want)
 		}
@@ -130,7 +142,7 @@ func TestMatchesNamespaceObjectsByTheirName(t *testing.T) {
 func TestCELEvaluationErrorIsNoMatch(t *testing.T) {
 	set := loadSet(t, filepath.Join("testdata", "rules.yaml"))
 	r := set.Rules[slices.IndexFunc(set.Rules, func(r *Rule) bool { return r.ID == "resources[7]" })]
-	ok, err := r.Matches(context.Background(), &Event{Type: config.Added, Object: loadObject(t, "deployment.json")})
+	ok, err := r.Matches(context.Background(), &Event{Type: config.Added, Object: compact(t, loadObject(t, "deployment.json"))})
 	if ok || err == nil || !strings.Contains(err.Error(), "resources[7]: CEL:") {
 		t.Errorf("Matches = %v, %v; want false with a CEL error naming the rule", ok, err)
 	}
@@ -178,7 +190,7 @@ func errorsAs(err error, target *config.Errors) bool {
 // object, with no CEL.
 func BenchmarkMatchPath(b *testing.B) {
 	set := loadSet(b, filepath.Join("testdata", "rules.yaml"))
-	ev := &Event{Type: config.Added, Object: loadObject(b, "deployment.json")}
+	ev := &Event{Type: config.Added, Object: compact(b, loadObject(b, "deployment.json"))}
 	r := set.Rules[0] // namespace regex + name regex + two-term selector
 	b.ReportAllocs()
 	for b.Loop() {

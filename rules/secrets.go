@@ -4,15 +4,12 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/faro-dev/faro/internal/celpred"
+	"github.com/faro-dev/faro/internal/object"
 )
 
 // Redacted is what a Secret's values become in the objects an entry sees
 // unless it says `secrets: reveal`.
 const Redacted = "<redacted>"
-
-// lastApplied is the annotation kubectl apply leaves on objects: for a
-// Secret it holds the data in clear.
-const lastApplied = "kubectl.kubernetes.io/last-applied-configuration"
 
 // IsSecret reports whether o is a core v1 Secret.
 func IsSecret(o *unstructured.Unstructured) bool {
@@ -43,12 +40,12 @@ func Redact(o *unstructured.Unstructured) *unstructured.Unstructured {
 	}
 	if md, ok := o.Object["metadata"].(map[string]any); ok {
 		if ann, ok := md["annotations"].(map[string]any); ok {
-			if _, ok := ann[lastApplied]; ok {
+			if _, ok := ann[object.LastApplied]; ok {
 				annCopy := make(map[string]any, len(ann))
 				for k, v := range ann {
 					annCopy[k] = v
 				}
-				annCopy[lastApplied] = Redacted
+				annCopy[object.LastApplied] = Redacted
 				mdCopy := make(map[string]any, len(md))
 				for k, v := range md {
 					mdCopy[k] = v
@@ -61,39 +58,58 @@ func Redact(o *unstructured.Unstructured) *unstructured.Unstructured {
 	return &unstructured.Unstructured{Object: out}
 }
 
-// Objects returns the object and old object of ev as r may see them:
-// as delivered when r reveals secrets or ev is not about a Secret, else
-// redacted. The redacted copies are made once per event and shared by the
-// rules. What a rule's CEL evaluates is the same view, so that neither a
-// plugin, a log line nor a CEL error message of an entry that does not
-// reveal secrets can carry a Secret's values.
-func (ev *Event) Objects(r *Rule) (obj, old *unstructured.Unstructured) {
-	if r.RevealSecrets || !IsSecret(ev.Object) {
-		return ev.Object, ev.OldObject
+// decode builds the map forms of the event's objects, once.
+func (ev *Event) decode() error {
+	if ev.decoded {
+		return ev.decodeErr
+	}
+	ev.decoded = true
+	ev.obj, ev.decodeErr = ev.Object.Unstructured()
+	if ev.decodeErr == nil && ev.OldObject != nil {
+		ev.old, ev.decodeErr = ev.OldObject.Unstructured()
+	}
+	return ev.decodeErr
+}
+
+// Objects returns the object and old object of ev, decoded, as r may see
+// them: as delivered when r reveals secrets or ev is not about a Secret,
+// else redacted. The decoded objects and the redacted copies are made once
+// per event and shared by the rules. What a rule's CEL evaluates is the
+// same view, so that neither a plugin, a log line nor a CEL error message
+// of an entry that does not reveal secrets can carry a Secret's values.
+func (ev *Event) Objects(r *Rule) (obj, old *unstructured.Unstructured, err error) {
+	if err := ev.decode(); err != nil {
+		return nil, nil, err
+	}
+	if r.RevealSecrets || !IsSecret(ev.obj) {
+		return ev.obj, ev.old, nil
 	}
 	if ev.redacted == nil {
-		ev.redacted = Redact(ev.Object)
-		if ev.OldObject != nil {
-			ev.redactedOld = Redact(ev.OldObject)
+		ev.redacted = Redact(ev.obj)
+		if ev.old != nil {
+			ev.redactedOld = Redact(ev.old)
 		}
 	}
-	return ev.redacted, ev.redactedOld
+	return ev.redacted, ev.redactedOld, nil
 }
 
 // celInput is the CEL input of r's view of ev, built on first use and
 // shared by the rules with the same view.
-func (ev *Event) celInput(r *Rule) *celpred.Input {
+func (ev *Event) celInput(r *Rule) (*celpred.Input, error) {
+	obj, old, err := ev.Objects(r)
+	if err != nil {
+		return nil, err
+	}
 	in := &ev.cel
-	if r.RevealSecrets && IsSecret(ev.Object) {
+	if obj == ev.obj && IsSecret(obj) {
 		in = &ev.celRevealed
 	}
 	if *in == nil {
-		obj, old := ev.Objects(r)
 		var oldMap map[string]any
 		if old != nil {
 			oldMap = old.Object
 		}
 		*in = celpred.NewInput(string(ev.Type), obj.Object, oldMap)
 	}
-	return *in
+	return *in, nil
 }

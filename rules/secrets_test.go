@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/faro-dev/faro/config"
+	"github.com/faro-dev/faro/internal/object"
 )
 
 // secretJSON is a Secret as kubectl apply leaves it: its values in data,
@@ -30,7 +31,7 @@ func TestRedact(t *testing.T) {
 	want := obj(t, secretJSON)
 	want.Object["data"] = map[string]any{"password": Redacted, "user": Redacted}
 	want.Object["stringData"] = map[string]any{"token": Redacted}
-	want.SetAnnotations(map[string]string{"team": "payments", lastApplied: Redacted})
+	want.SetAnnotations(map[string]string{"team": "payments", object.LastApplied: Redacted})
 	if !reflect.DeepEqual(red.Object, want.Object) {
 		t.Errorf("Redact:\n got %v\nwant %v", red.Object, want.Object)
 	}
@@ -72,7 +73,7 @@ func TestSecretsInCEL(t *testing.T) {
 	set := loadSet(t, path)
 	old := obj(t, secretJSON)
 	old.Object["data"] = map[string]any{"password": "b2xk", "user": "YWRtaW4="}
-	ev := &Event{Type: config.Updated, Object: obj(t, secretJSON), OldObject: old}
+	ev := &Event{Type: config.Updated, Object: compact(t, obj(t, secretJSON)), OldObject: compact(t, old)}
 
 	_, err := set.Rules[0].Matches(context.Background(), ev)
 	if err == nil {
@@ -99,15 +100,22 @@ func TestSecretsInCEL(t *testing.T) {
 	}
 
 	// What handlers get: the same views, the redacted one made once.
-	obj1, old1 := ev.Objects(set.Rules[0])
-	obj2, _ := ev.Objects(set.Rules[1])
+	obj1, old1, err := ev.Objects(set.Rules[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	obj2, _, _ := ev.Objects(set.Rules[1])
 	if obj1 != obj2 {
 		t.Error("two redacting entries got two copies")
 	}
 	if obj1.Object["data"].(map[string]any)["password"] != Redacted || old1.Object["data"].(map[string]any)["password"] != Redacted {
 		t.Errorf("handlers of a redacting entry see %v / %v", obj1.Object["data"], old1.Object["data"])
 	}
-	if o, oo := ev.Objects(set.Rules[2]); o != ev.Object || oo != ev.OldObject {
-		t.Error("an entry with secrets: reveal does not get the object as delivered")
+	o, oo, _ := ev.Objects(set.Rules[2])
+	if o.Object["data"].(map[string]any)["password"] != "aHVudGVyMg==" || oo.Object["data"].(map[string]any)["password"] != "b2xk" {
+		t.Errorf("an entry with secrets: reveal does not get the object as delivered: %v / %v", o.Object["data"], oo.Object["data"])
+	}
+	if again, _, _ := ev.Objects(set.Rules[2]); again != o {
+		t.Error("the event's object was decoded twice")
 	}
 }

@@ -119,6 +119,7 @@ func Run(ctx context.Context, opts Options) error {
 		Workers:             workers,
 		MaxRetries:          maxRetries(opts, cfg),
 		MaxPendingPerObject: cfg.MaxPendingPerObject,
+		KeepLastApplied:     cfg.KeepLastApplied,
 		Shard:               engine.Shard{Index: opts.Shard, Total: opts.TotalShards},
 		Standby:             opts.LeaderElection.Enabled,
 		Progress:            progress,

@@ -241,6 +241,9 @@ func (d *daemon) restartNeeded(old, new *config.Config) {
 	if old.MaxPendingPerObject != new.MaxPendingPerObject {
 		d.log.Warn("max_pending_per_object changed in the config; it applies after a restart", "running", old.MaxPendingPerObject, "config", new.MaxPendingPerObject)
 	}
+	if old.KeepLastApplied != new.KeepLastApplied {
+		d.log.Warn("keep_last_applied changed in the config; it applies after a restart", "running", old.KeepLastApplied, "config", new.KeepLastApplied)
+	}
 	if old.StateDir != new.StateDir {
 		d.log.Warn("state_dir changed in the config; it applies after a restart", "running", old.StateDir, "config", new.StateDir)
 	}

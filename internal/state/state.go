@@ -14,7 +14,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -27,11 +26,11 @@ import (
 	"github.com/hashicorp/go-hclog"
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/faro-dev/faro/engine"
+	"github.com/faro-dev/faro/internal/object"
 )
 
 // FileName is the ledger's file inside the state folder.
@@ -73,7 +72,7 @@ type Store struct {
 // op is one write: a delivered state, a deletion, or a forgotten resource.
 type op struct {
 	bucket  string
-	obj     *unstructured.Unstructured
+	obj     *object.Object
 	deleted bool
 	forget  bool
 }
@@ -222,7 +221,7 @@ func (s *Store) load() (err error) {
 			if err != nil {
 				return err
 			}
-			r.Object = func(uid types.UID) *unstructured.Unstructured { return s.object(bucket, uid) }
+			r.Object = func(uid types.UID) *object.Object { return s.object(bucket, uid) }
 			s.resumed[bucket] = r
 			return nil
 		})
@@ -258,8 +257,8 @@ func (s *Store) add(o op) {
 }
 
 // object reads the last delivered state of one object; nil when it cannot.
-func (s *Store) object(bucket string, uid types.UID) *unstructured.Unstructured {
-	var u *unstructured.Unstructured
+func (s *Store) object(bucket string, uid types.UID) *object.Object {
+	var o *object.Object
 	err := s.db.View(func(tx *bolt.Tx) error {
 		b := tx.Bucket([]byte(bucket))
 		if b == nil {
@@ -273,14 +272,15 @@ func (s *Store) object(bucket string, uid types.UID) *unstructured.Unstructured 
 		if err != nil {
 			return err
 		}
-		u = &unstructured.Unstructured{}
-		return u.UnmarshalJSON(body)
+		// bolt's bytes live only as long as the transaction.
+		o, err = object.Decode(bytes.Clone(body), object.Options{KeepLastApplied: true})
+		return err
 	})
 	if err != nil {
 		s.opts.Log.Warn("state: cannot read an object's last delivered state", "file", s.path, "uid", uid, "error", err)
 		return nil
 	}
-	return u
+	return o
 }
 
 // flushLoop commits the pending records every FlushEvery, or sooner when a
@@ -347,8 +347,8 @@ func apply(tx *bolt.Tx, o op) error {
 	if err != nil {
 		return err
 	}
-	uid := []byte(o.obj.GetUID())
-	if rv, err := strconv.ParseUint(o.obj.GetResourceVersion(), 10, 64); err == nil {
+	uid := []byte(o.obj.UID)
+	if rv, ok := o.obj.RV(); ok {
 		if old, _ := strconv.ParseUint(string(b.Get(maxRVKey)), 10, 64); rv > old {
 			if err := b.Put(maxRVKey, []byte(strconv.FormatUint(rv, 10))); err != nil {
 				return err
@@ -358,11 +358,7 @@ func apply(tx *bolt.Tx, o op) error {
 	if o.deleted {
 		return b.Delete(uid)
 	}
-	body, err := json.Marshal(o.obj.Object)
-	if err != nil {
-		return fmt.Errorf("encode %s: %w", o.obj.GetName(), err)
-	}
-	return b.Put(uid, encode(o.obj.GetNamespace(), o.obj.GetName(), o.obj.GetResourceVersion(), body))
+	return b.Put(uid, encode(o.obj.Namespace, o.obj.Name, o.obj.ResourceVersion, o.obj.JSON()))
 }
 
 // Close commits what is pending and closes the file.

@@ -11,17 +11,22 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/faro-dev/faro/engine"
+	"github.com/faro-dev/faro/internal/object"
 )
 
 var cms = schema.GroupVersionResource{Version: "v1", Resource: "configmaps"}
 
-func cm(name, uid, rv, value string) *unstructured.Unstructured {
+func cm(name, uid, rv, value string) *object.Object {
 	u := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "v1", "kind": "ConfigMap", "data": map[string]any{"k": value}}}
 	u.SetNamespace("ns")
 	u.SetName(name)
 	u.SetUID(typesUID(uid))
 	u.SetResourceVersion(rv)
-	return u
+	o, err := object.FromUnstructured(u)
+	if err != nil {
+		panic(err)
+	}
+	return o
 }
 
 func open(t *testing.T, dir string) *Store {
@@ -62,7 +67,10 @@ func TestRoundTrip(t *testing.T) {
 	if r.MaxRV != 9 {
 		t.Errorf("max resource version %d, want 9 (the deletion's)", r.MaxRV)
 	}
-	body := r.Object("u1")
+	body, err := r.Object("u1").Unstructured()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if v, _, _ := unstructured.NestedString(body.Object, "data", "k"); v != "two" {
 		t.Errorf("last delivered state has data.k=%q, want two", v)
 	}

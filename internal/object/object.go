@@ -1,0 +1,436 @@
+// Package object is the form in which Faro's informers cache watched
+// objects: between the API server's wire bytes and the rules. An Object is
+// the object's JSON as the server sent it, minus metadata.managedFields and
+// (unless kept) the last-applied-configuration annotation, plus the few
+// metadata fields the informer machinery and the ledger read, parsed once.
+// Nothing builds the object's map form until a rule's CEL or a plugin reads
+// its body (Unstructured), so a cached object costs about its JSON size.
+package object
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	utiljson "k8s.io/apimachinery/pkg/util/json"
+)
+
+// LastApplied is the annotation kubectl apply writes: a second copy of the
+// object's configuration (for a Secret, its data in clear).
+const LastApplied = "kubectl.kubernetes.io/last-applied-configuration"
+
+// Object is one cached object. Its ObjectMeta holds only the name,
+// namespace, UID, resource version and labels (and, on a bookmark, the
+// initial-events-end annotation); everything else is in its JSON. An Object
+// is immutable once decoded and safe to share.
+type Object struct {
+	metav1.TypeMeta
+	metav1.ObjectMeta
+	raw  []byte
+	rv   uint64 // the resource version as an unsigned integer, when it is one
+	rvOK bool
+}
+
+var _ runtime.Object = (*Object)(nil)
+
+// Options says what Decode keeps.
+type Options struct {
+	// KeepLastApplied keeps the last-applied-configuration annotation.
+	KeepLastApplied bool
+}
+
+// Decode makes an Object of one object's JSON. raw is not retained when
+// anything is stripped from it; otherwise the Object keeps it, so the caller
+// must not modify it afterwards.
+func Decode(raw []byte, opts Options) (*Object, error) {
+	return decode(raw, opts, metav1.TypeMeta{})
+}
+
+// decode is Decode of an object whose apiVersion and kind, when its JSON
+// lacks them (the items of a list of a built-in type), are those of typ:
+// they are then written into its JSON, so that every reader sees them.
+func decode(raw []byte, opts Options, typ metav1.TypeMeta) (*Object, error) {
+	o := &Object{}
+	out, err := o.scan(raw, opts)
+	if err != nil {
+		return nil, err
+	}
+	if o.Kind == "" && o.APIVersion == "" && typ.Kind != "" {
+		o.TypeMeta = typ
+		out = withType(out, typ)
+	}
+	o.raw = out
+	o.rv, o.rvOK = parseRV(o.ResourceVersion)
+	return o, nil
+}
+
+// FromUnstructured makes an Object of u as it is (nothing stripped).
+func FromUnstructured(u *unstructured.Unstructured) (*Object, error) {
+	raw, err := u.MarshalJSON()
+	if err != nil {
+		return nil, fmt.Errorf("object %s/%s: %w", u.GetNamespace(), u.GetName(), err)
+	}
+	return Decode(raw, Options{KeepLastApplied: true})
+}
+
+// JSON returns the object's JSON. It must not be modified.
+func (o *Object) JSON() []byte { return o.raw }
+
+// MarshalJSON returns the object's JSON.
+func (o *Object) MarshalJSON() ([]byte, error) { return o.raw, nil }
+
+// RV returns the resource version as an unsigned integer (etcd's), and
+// whether it is one.
+func (o *Object) RV() (uint64, bool) { return o.rv, o.rvOK }
+
+// Unstructured decodes the object's body into a new map form, numbers as
+// the API machinery decodes them (int64 where integral). Each call decodes
+// anew; the caller owns the result.
+func (o *Object) Unstructured() (*unstructured.Unstructured, error) {
+	u := &unstructured.Unstructured{}
+	if err := utiljson.Unmarshal(o.raw, &u.Object); err != nil {
+		return nil, fmt.Errorf("object %s: %w", o.describe(), err)
+	}
+	return u, nil
+}
+
+func (o *Object) describe() string {
+	if o.Namespace == "" {
+		return o.Name
+	}
+	return o.Namespace + "/" + o.Name
+}
+
+// DeepCopyObject returns a copy; the JSON is shared, being immutable.
+func (o *Object) DeepCopyObject() runtime.Object {
+	c := *o
+	o.ObjectMeta.DeepCopyInto(&c.ObjectMeta)
+	return &c
+}
+
+// Identity returns an Object that holds only an object's identity: what is
+// left to report of an object whose last state is unknown.
+func Identity(apiVersion, kind, namespace, name string, uid types.UID, resourceVersion string) *Object {
+	md := map[string]any{"name": name, "uid": string(uid)}
+	if namespace != "" {
+		md["namespace"] = namespace
+	}
+	if resourceVersion != "" {
+		md["resourceVersion"] = resourceVersion
+	}
+	raw, _ := json.Marshal(map[string]any{"apiVersion": apiVersion, "kind": kind, "metadata": md})
+	o, _ := Decode(raw, Options{})
+	return o
+}
+
+// withType returns the object raw with apiVersion and kind first.
+func withType(raw []byte, typ metav1.TypeMeta) []byte {
+	head, _ := json.Marshal(typ) // {"kind":...,"apiVersion":...}
+	i := bytes.IndexByte(raw, '{') + 1
+	rest := bytes.TrimLeft(raw[i:], " \t\r\n")
+	out := make([]byte, 0, len(head)+len(rest)+1)
+	out = append(out, head[:len(head)-1]...)
+	if len(rest) > 0 && rest[0] != '}' {
+		out = append(out, ',')
+	}
+	return append(out, rest...)
+}
+
+func parseRV(s string) (uint64, bool) {
+	n, err := strconv.ParseUint(s, 10, 64)
+	return n, err == nil
+}
+
+// scan reads the fields Object holds from raw and returns raw without the
+// parts it strips. It walks the JSON once: members are located by their
+// spans and only the few it reads are decoded.
+func (o *Object) scan(raw []byte, opts Options) ([]byte, error) {
+	s := scanner{buf: raw}
+	err := s.object(func(key []byte, v span) (bool, error) {
+		switch string(key) {
+		case "apiVersion":
+			return false, s.str(v, &o.APIVersion)
+		case "kind":
+			return false, s.str(v, &o.Kind)
+		case "metadata":
+			return false, s.objectAt(v, func(key []byte, mv span) (bool, error) {
+				switch string(key) {
+				case "name":
+					return false, s.str(mv, &o.Name)
+				case "namespace":
+					return false, s.str(mv, &o.Namespace)
+				case "uid":
+					var uid string
+					err := s.str(mv, &uid)
+					o.UID = types.UID(uid)
+					return false, err
+				case "resourceVersion":
+					return false, s.str(mv, &o.ResourceVersion)
+				case "labels":
+					if raw[mv.start] == 'n' {
+						return false, nil
+					}
+					return false, json.Unmarshal(raw[mv.start:mv.end], &o.Labels)
+				case "managedFields":
+					return true, nil
+				case "annotations":
+					return o.annotations(&s, mv, opts)
+				}
+				return false, nil
+			})
+		}
+		return false, nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("decoding object: %w", err)
+	}
+	return s.without(), nil
+}
+
+// annotations reads the annotations member v, dropping last-applied unless
+// kept; it reports whether the member itself goes (nothing left in it).
+func (o *Object) annotations(s *scanner, v span, opts Options) (bool, error) {
+	if s.buf[v.start] == 'n' {
+		return false, nil
+	}
+	outer := len(s.cut)
+	var members, dropped int
+	err := s.objectAt(v, func(key []byte, av span) (bool, error) {
+		members++
+		switch string(key) {
+		case LastApplied:
+			if !opts.KeepLastApplied {
+				dropped++
+				return true, nil
+			}
+		case metav1.InitialEventsAnnotationKey:
+			var val string
+			if err := s.str(av, &val); err != nil {
+				return false, err
+			}
+			o.Annotations = map[string]string{metav1.InitialEventsAnnotationKey: val}
+		}
+		return false, nil
+	})
+	if err != nil || members == 0 || members != dropped {
+		return false, err
+	}
+	s.cut = s.cut[:outer] // the whole member goes instead
+	return true, nil
+}
+
+// span locates one value in [start, end).
+type span struct{ start, end int }
+
+// scanner walks JSON that the API server produced. It checks structure as
+// far as it walks and refuses what it cannot walk. It collects the spans of
+// the members its callers drop.
+type scanner struct {
+	buf []byte
+	cut []span
+}
+
+var errSyntax = errors.New("malformed JSON")
+
+func (s *scanner) ws(i int) int {
+	for i < len(s.buf) {
+		switch s.buf[i] {
+		case ' ', '\t', '\n', '\r':
+			i++
+		default:
+			return i
+		}
+	}
+	return i
+}
+
+// object walks the top-level object.
+func (s *scanner) object(f func(key []byte, v span) (bool, error)) error {
+	end, err := s.members(s.ws(0), f)
+	if err != nil {
+		return err
+	}
+	if s.ws(end) != len(s.buf) {
+		return fmt.Errorf("%w: data after the object at offset %d", errSyntax, end)
+	}
+	return nil
+}
+
+// objectAt walks the object that is the value v.
+func (s *scanner) objectAt(v span, f func(key []byte, v span) (bool, error)) error {
+	_, err := s.members(v.start, f)
+	return err
+}
+
+// members walks the object starting at i, calling f for each member, and
+// returns the offset after it. The members f drops are cut with the commas
+// that would be left dangling.
+func (s *scanner) members(i int, f func(key []byte, v span) (drop bool, err error)) (int, error) {
+	if i >= len(s.buf) || s.buf[i] != '{' {
+		return 0, fmt.Errorf("%w: want an object at offset %d", errSyntax, i)
+	}
+	i = s.ws(i + 1)
+	if i < len(s.buf) && s.buf[i] == '}' {
+		return i + 1, nil
+	}
+	// run is the first of the dropped members since the last kept one
+	// (-1: none); keptEnd the end of the last kept member (-1: none).
+	run, keptEnd := -1, -1
+	for {
+		memberStart := i
+		if i >= len(s.buf) || s.buf[i] != '"' {
+			return 0, fmt.Errorf("%w: want a key at offset %d", errSyntax, i)
+		}
+		keyEnd, err := s.skipString(i)
+		if err != nil {
+			return 0, err
+		}
+		key := s.buf[i+1 : keyEnd-1]
+		if bytes.IndexByte(key, '\\') >= 0 {
+			var k string
+			if err := json.Unmarshal(s.buf[i:keyEnd], &k); err != nil {
+				return 0, fmt.Errorf("%w: key at offset %d: %v", errSyntax, i, err)
+			}
+			key = []byte(k)
+		}
+		i = s.ws(keyEnd)
+		if i >= len(s.buf) || s.buf[i] != ':' {
+			return 0, fmt.Errorf("%w: want ':' at offset %d", errSyntax, i)
+		}
+		vStart := s.ws(i + 1)
+		vEnd, err := s.skip(vStart)
+		if err != nil {
+			return 0, err
+		}
+		i = s.ws(vEnd)
+		if i >= len(s.buf) || (s.buf[i] != '}' && s.buf[i] != ',') {
+			return 0, fmt.Errorf("%w: want ',' or '}' at offset %d", errSyntax, i)
+		}
+		drop, err := f(key, span{vStart, vEnd})
+		if err != nil {
+			return 0, err
+		}
+		switch {
+		case drop && run < 0:
+			run = memberStart
+		case !drop && run >= 0:
+			// The dropped run goes up to this member, commas included.
+			s.cut = append(s.cut, span{run, memberStart})
+			run = -1
+		}
+		if !drop {
+			keptEnd = vEnd
+		}
+		if s.buf[i] == '}' {
+			if run >= 0 {
+				// The run ends the object: it goes from the end of the
+				// last kept member (its comma with it), or it is all.
+				from := run
+				if keptEnd >= 0 {
+					from = keptEnd
+				}
+				s.cut = append(s.cut, span{from, vEnd})
+			}
+			return i + 1, nil
+		}
+		i = s.ws(i + 1)
+	}
+}
+
+// skip returns the offset after the value starting at i.
+func (s *scanner) skip(i int) (int, error) {
+	if i >= len(s.buf) {
+		return 0, fmt.Errorf("%w: want a value at offset %d", errSyntax, i)
+	}
+	switch c := s.buf[i]; {
+	case c == '"':
+		return s.skipString(i)
+	case c == '{' || c == '[':
+		depth := 0
+		for j := i; j < len(s.buf); j++ {
+			switch s.buf[j] {
+			case '"':
+				e, err := s.skipString(j)
+				if err != nil {
+					return 0, err
+				}
+				j = e - 1
+			case '{', '[':
+				depth++
+			case '}', ']':
+				depth--
+				if depth == 0 {
+					return j + 1, nil
+				}
+			}
+		}
+		return 0, fmt.Errorf("%w: unterminated value at offset %d", errSyntax, i)
+	default:
+		// A number, true, false or null: up to the next delimiter.
+		j := i
+		for j < len(s.buf) {
+			switch s.buf[j] {
+			case ',', '}', ']', ' ', '\t', '\n', '\r':
+				if j == i {
+					return 0, fmt.Errorf("%w: want a value at offset %d", errSyntax, i)
+				}
+				return j, nil
+			}
+			j++
+		}
+		return j, nil
+	}
+}
+
+// skipString returns the offset after the string starting at i.
+func (s *scanner) skipString(i int) (int, error) {
+	for j := i + 1; j < len(s.buf); j++ {
+		switch s.buf[j] {
+		case '\\':
+			j++
+		case '"':
+			return j + 1, nil
+		}
+	}
+	return 0, fmt.Errorf("%w: unterminated string at offset %d", errSyntax, i)
+}
+
+// str decodes the string value v into dst; null leaves it empty.
+func (s *scanner) str(v span, dst *string) error {
+	b := s.buf[v.start:v.end]
+	if len(b) >= 2 && b[0] == '"' && bytes.IndexByte(b, '\\') < 0 {
+		*dst = string(b[1 : len(b)-1])
+		return nil
+	}
+	if err := json.Unmarshal(b, dst); err != nil {
+		return fmt.Errorf("%w: string at offset %d: %v", errSyntax, v.start, err)
+	}
+	return nil
+}
+
+// without returns the buffer with the cut spans removed: the buffer
+// itself when nothing was cut, else a copy.
+func (s *scanner) without() []byte {
+	if len(s.cut) == 0 {
+		return s.buf
+	}
+	slices.SortFunc(s.cut, func(a, b span) int { return a.start - b.start })
+	n := len(s.buf)
+	for _, c := range s.cut {
+		n -= c.end - c.start
+	}
+	out := make([]byte, 0, n)
+	at := 0
+	for _, c := range s.cut {
+		out = append(out, s.buf[at:c.start]...)
+		at = c.end
+	}
+	return append(out, s.buf[at:]...)
+}

@@ -1,0 +1,158 @@
+package object
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// reference strips what Decode strips, through maps.
+func reference(t testing.TB, raw []byte, opts Options) map[string]any {
+	var doc map[string]any
+	if err := json.Unmarshal(raw, &doc); err != nil {
+		t.Fatalf("reference: %v", err)
+	}
+	if md, ok := doc["metadata"].(map[string]any); ok {
+		delete(md, "managedFields")
+		if ann, ok := md["annotations"].(map[string]any); ok && !opts.KeepLastApplied {
+			if _, had := ann[LastApplied]; had {
+				delete(ann, LastApplied)
+				if len(ann) == 0 {
+					delete(md, "annotations")
+				}
+			}
+		}
+	}
+	return doc
+}
+
+func TestDecode(t *testing.T) {
+	cases := []struct {
+		file string
+		opts Options
+		// want are the metadata fields Object holds.
+		name, namespace, uid, rv string
+		labels                   map[string]string
+		rvInt                    bool
+	}{
+		{file: "configmap.json", name: "cm-1", namespace: "default", uid: "u-1", rv: "42", rvInt: true,
+			labels: map[string]string{"app": "web", "tier": "front"}},
+		{file: "configmap.json", opts: Options{KeepLastApplied: true}, name: "cm-1", namespace: "default", uid: "u-1", rv: "42", rvInt: true,
+			labels: map[string]string{"app": "web", "tier": "front"}},
+		{file: "managed-last.json", name: "cm-2", namespace: "ns", uid: "u-2", rv: "7", rvInt: true},
+		{file: "only-last-applied.json", name: "s", namespace: "ns", uid: "u-3", rv: "8", rvInt: true},
+		{file: "only-last-applied.json", opts: Options{KeepLastApplied: true}, name: "s", namespace: "ns", uid: "u-3", rv: "8", rvInt: true},
+		{file: "escapes.json", name: "caf\u00e9", namespace: "a\"b", uid: "u-4", rv: "x9"},
+		{file: "cluster-scoped.json", name: "node-1", uid: "u-5", rv: "11", rvInt: true},
+		{file: "whitespace.json", name: "w", namespace: "ns", uid: "u-6", rv: "12", rvInt: true, labels: map[string]string{"k": "v"}},
+	}
+	for _, c := range cases {
+		t.Run(c.file, func(t *testing.T) {
+			raw, err := os.ReadFile(filepath.Join("testdata", c.file))
+			if err != nil {
+				t.Fatal(err)
+			}
+			in := append([]byte(nil), raw...)
+			o, err := Decode(in, c.opts)
+			if err != nil {
+				t.Fatalf("Decode: %v", err)
+			}
+			if o.Name != c.name || o.Namespace != c.namespace || string(o.UID) != c.uid || o.ResourceVersion != c.rv {
+				t.Errorf("meta = %q %q %q %q, want %q %q %q %q", o.Name, o.Namespace, o.UID, o.ResourceVersion, c.name, c.namespace, c.uid, c.rv)
+			}
+			if !reflect.DeepEqual(o.Labels, c.labels) {
+				t.Errorf("labels = %v, want %v", o.Labels, c.labels)
+			}
+			if _, ok := o.RV(); ok != c.rvInt {
+				t.Errorf("RV integer = %v, want %v", ok, c.rvInt)
+			}
+			if o.Annotations != nil {
+				t.Errorf("annotations kept in meta: %v", o.Annotations)
+			}
+			var got map[string]any
+			if err := json.Unmarshal(o.JSON(), &got); err != nil {
+				t.Fatalf("stripped JSON is invalid: %v\n%s", err, o.JSON())
+			}
+			if want := reference(t, raw, c.opts); !reflect.DeepEqual(got, want) {
+				t.Errorf("stripped JSON\n%s\nwant the same as\n%v", o.JSON(), want)
+			}
+			u, err := o.Unstructured()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if u.GetName() != c.name || u.GetUID() != o.UID {
+				t.Errorf("Unstructured() = %s %s", u.GetName(), u.GetUID())
+			}
+		})
+	}
+}
+
+func TestDecodeBookmark(t *testing.T) {
+	raw := `{"kind":"ConfigMap","apiVersion":"v1","metadata":{"resourceVersion":"99","creationTimestamp":null,"annotations":{"k8s.io/initial-events-end":"true"}}}`
+	o, err := Decode([]byte(raw), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.GetResourceVersion() != "99" || o.GetAnnotations()[metav1.InitialEventsAnnotationKey] != "true" {
+		t.Errorf("bookmark meta: rv %q annotations %v", o.GetResourceVersion(), o.GetAnnotations())
+	}
+}
+
+func TestDecodeRefusesMalformed(t *testing.T) {
+	cases := map[string]string{
+		"empty":          ``,
+		"not an object":  `[1,2]`,
+		"truncated":      `{"metadata":{"name":"a"`,
+		"trailing data":  `{"kind":"x"} {}`,
+		"missing colon":  `{"kind" "x"}`,
+		"bad string":     `{"kind":"x`,
+		"bad separator":  `{"kind":"x" "a":1}`,
+		"metadata array": `{"metadata":[]}`,
+		"name a number":  `{"metadata":{"name":5}}`,
+	}
+	for name, raw := range cases {
+		t.Run(name, func(t *testing.T) {
+			if _, err := Decode([]byte(raw), Options{}); err == nil || !strings.Contains(err.Error(), "decoding object") {
+				t.Errorf("Decode(%q) = %v, want a decoding error", raw, err)
+			}
+		})
+	}
+}
+
+func FuzzDecode(f *testing.F) {
+	files, _ := filepath.Glob("testdata/*.json")
+	for _, p := range files {
+		raw, err := os.ReadFile(p)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(raw, false)
+		f.Add(raw, true)
+	}
+	f.Fuzz(func(t *testing.T, raw []byte, keep bool) {
+		opts := Options{KeepLastApplied: keep}
+		o, err := Decode(append([]byte(nil), raw...), opts)
+		var doc map[string]any
+		valid := json.Unmarshal(raw, &doc) == nil
+		if err != nil {
+			return // refusing is allowed; what is accepted must be right
+		}
+		if !valid {
+			// The scanner skips values without checking them (numbers,
+			// literals): what it accepts must still be an object.
+			return
+		}
+		var got map[string]any
+		if err := json.Unmarshal(o.JSON(), &got); err != nil {
+			t.Fatalf("stripped JSON is invalid: %v\n%q\nfrom %q", err, o.JSON(), raw)
+		}
+		if want := reference(t, raw, opts); !reflect.DeepEqual(got, want) {
+			t.Fatalf("stripped JSON %q, want %v (from %q)", o.JSON(), want, raw)
+		}
+	})
+}
