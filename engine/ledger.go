@@ -311,7 +311,7 @@ func (sc listedScope) covers(k nsName, last *object.Object) bool {
 	if sc.namespace != "" && k.namespace != sc.namespace {
 		return false
 	}
-	return last == nil || sc.selector.Matches(labels.Set(last.Labels))
+	return last == nil || sc.selector.Matches(last.LabelSet())
 }
 
 // sweep reconciles the ledger with the watches of the resource once all of

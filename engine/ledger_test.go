@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 
@@ -207,10 +208,19 @@ func TestLedgerBind(t *testing.T) {
 func TestLedgerSweep(t *testing.T) {
 	l, got, _ := testLedger()
 	put := func(ns, name, uid string, rv uint64, labels map[string]string) {
-		u := obj(name, uid, strconv.FormatUint(rv, 10))
+		u := &unstructured.Unstructured{}
+		u.SetAPIVersion("v1")
+		u.SetKind("ConfigMap")
 		u.SetNamespace(ns)
+		u.SetName(name)
+		u.SetUID(types.UID(uid))
+		u.SetResourceVersion(strconv.FormatUint(rv, 10))
 		u.SetLabels(labels)
-		l.entries[placeKey(nsName{ns, name})] = &entry{uid: types.UID(uid), rv: rv, last: u}
+		o, err := object.FromUnstructured(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		l.entries[placeKey(nsName{ns, name})] = &entry{uid: types.UID(uid), rv: rv, last: o}
 	}
 	put("ns", "kept", "u1", 5, nil)
 	put("ns", "gone", "u2", 6, nil)

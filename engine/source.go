@@ -174,7 +174,7 @@ func (e *Engine) listWatch(w *informer) cache.ListerWatcher {
 			}
 			return filterWatch(wi, func(ev apiwatch.Event) (apiwatch.Event, bool) {
 				if o, ok := ev.Object.(*object.Object); ok && ev.Type == apiwatch.Bookmark &&
-					o.Annotations[metav1.InitialEventsAnnotationKey] == "true" {
+					o.GetAnnotations()[metav1.InitialEventsAnnotationKey] == "true" {
 					noteListed(o.ResourceVersion)
 				}
 				return ev, true

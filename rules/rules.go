@@ -189,7 +189,7 @@ func (r *Rule) Matches(ctx context.Context, ev *Event) (bool, error) {
 	if r.name != nil && !r.name.MatchString(ev.Object.Name) {
 		return false, nil
 	}
-	if !r.selector.Empty() && !r.selector.Matches(labels.Set(ev.Object.Labels)) {
+	if !r.selector.Empty() && !r.selector.Matches(ev.Object.LabelSet()) {
 		return false, nil
 	}
 	if r.pred == nil {

@@ -12,11 +12,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
+	"strings"
+	"unsafe"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	utiljson "k8s.io/apimachinery/pkg/util/json"
@@ -26,19 +30,30 @@ import (
 // object's configuration (for a Secret, its data in clear).
 const LastApplied = "kubectl.kubernetes.io/last-applied-configuration"
 
-// Object is one cached object. Its ObjectMeta holds only the name,
-// namespace, UID, resource version and labels (and, on a bookmark, the
-// initial-events-end annotation); everything else is in its JSON. An Object
-// is immutable once decoded and safe to share.
+// Object is one cached object: its JSON, and its identity read from it.
+// The identity strings share the JSON's bytes, and labels are read from
+// the JSON when asked for, so an Object costs little more than its JSON.
+// An Object is immutable once decoded and safe to share; it implements
+// metav1.Object for the informer machinery, whose getters of fields other
+// than identity, labels and annotations return zero values (the body has
+// them: Unstructured) and whose setters panic.
 type Object struct {
 	metav1.TypeMeta
-	metav1.ObjectMeta
-	raw  []byte
-	rv   uint64 // the resource version as an unsigned integer, when it is one
-	rvOK bool
+	Namespace, Name, ResourceVersion string
+	UID                              types.UID
+
+	raw    []byte
+	labels span // the labels object in raw; empty when there are none
+	rv     uint64
+	rvOK   bool
+	// annotations is set only on a bookmark that ends initial events.
+	annotations map[string]string
 }
 
-var _ runtime.Object = (*Object)(nil)
+var (
+	_ runtime.Object = (*Object)(nil)
+	_ metav1.Object  = (*Object)(nil)
+)
 
 // Options says what Decode keeps.
 type Options struct {
@@ -58,13 +73,21 @@ func Decode(raw []byte, opts Options) (*Object, error) {
 // they are then written into its JSON, so that every reader sees them.
 func decode(raw []byte, opts Options, typ metav1.TypeMeta) (*Object, error) {
 	o := &Object{}
-	out, err := o.scan(raw, opts)
-	if err != nil {
-		return nil, err
+	s := scanner{buf: raw}
+	if err := o.read(&s, &opts); err != nil {
+		return nil, fmt.Errorf("decoding object: %w", err)
 	}
+	out := s.without()
 	if o.Kind == "" && o.APIVersion == "" && typ.Kind != "" {
-		o.TypeMeta = typ
 		out = withType(out, typ)
+	}
+	if len(out) != len(raw) || len(s.cut) > 0 {
+		// Read again so that the identity shares the new bytes, not the
+		// old ones.
+		*o = Object{}
+		if err := o.read(&scanner{buf: out}, nil); err != nil {
+			return nil, fmt.Errorf("decoding object: %w", err)
+		}
 	}
 	o.raw = out
 	o.rv, o.rvOK = parseRV(o.ResourceVersion)
@@ -90,6 +113,14 @@ func (o *Object) MarshalJSON() ([]byte, error) { return o.raw, nil }
 // whether it is one.
 func (o *Object) RV() (uint64, bool) { return o.rv, o.rvOK }
 
+// LabelSet returns the object's labels, read from its JSON on each lookup.
+func (o *Object) LabelSet() labels.Labels {
+	if o.labels.end == 0 {
+		return labels.Set(nil)
+	}
+	return jsonLabels(o.raw[o.labels.start:o.labels.end])
+}
+
 // Unstructured decodes the object's body into a new map form, numbers as
 // the API machinery decodes them (int64 where integral). Each call decodes
 // anew; the caller owns the result.
@@ -111,7 +142,7 @@ func (o *Object) describe() string {
 // DeepCopyObject returns a copy; the JSON is shared, being immutable.
 func (o *Object) DeepCopyObject() runtime.Object {
 	c := *o
-	o.ObjectMeta.DeepCopyInto(&c.ObjectMeta)
+	c.annotations = maps.Clone(o.annotations)
 	return &c
 }
 
@@ -148,12 +179,11 @@ func parseRV(s string) (uint64, bool) {
 	return n, err == nil
 }
 
-// scan reads the fields Object holds from raw and returns raw without the
-// parts it strips. It walks the JSON once: members are located by their
-// spans and only the few it reads are decoded.
-func (o *Object) scan(raw []byte, opts Options) ([]byte, error) {
-	s := scanner{buf: raw}
-	err := s.object(func(key []byte, v span) (bool, error) {
+// read reads the fields Object holds from the JSON in s, in one walk:
+// members are located by their spans and only the few it reads are
+// decoded. With opts, it also marks in s what Decode strips.
+func (o *Object) read(s *scanner, opts *Options) error {
+	return s.object(func(key []byte, v span) (bool, error) {
 		switch string(key) {
 		case "apiVersion":
 			return false, s.str(v, &o.APIVersion)
@@ -174,29 +204,30 @@ func (o *Object) scan(raw []byte, opts Options) ([]byte, error) {
 				case "resourceVersion":
 					return false, s.str(mv, &o.ResourceVersion)
 				case "labels":
-					if raw[mv.start] == 'n' {
+					if s.buf[mv.start] == 'n' {
 						return false, nil
 					}
-					return false, json.Unmarshal(raw[mv.start:mv.end], &o.Labels)
+					if s.buf[mv.start] != '{' {
+						return false, fmt.Errorf("%w: labels at offset %d are not an object", errSyntax, mv.start)
+					}
+					o.labels = mv
+					return false, nil
 				case "managedFields":
-					return true, nil
+					return opts != nil, nil
 				case "annotations":
-					return o.annotations(&s, mv, opts)
+					return o.annotationsAt(s, mv, opts)
 				}
 				return false, nil
 			})
 		}
 		return false, nil
 	})
-	if err != nil {
-		return nil, fmt.Errorf("decoding object: %w", err)
-	}
-	return s.without(), nil
 }
 
-// annotations reads the annotations member v, dropping last-applied unless
-// kept; it reports whether the member itself goes (nothing left in it).
-func (o *Object) annotations(s *scanner, v span, opts Options) (bool, error) {
+// annotationsAt reads the annotations member v, with opts dropping
+// last-applied unless kept; it reports whether the member itself goes
+// (nothing left in it).
+func (o *Object) annotationsAt(s *scanner, v span, opts *Options) (bool, error) {
 	if s.buf[v.start] == 'n' {
 		return false, nil
 	}
@@ -206,7 +237,7 @@ func (o *Object) annotations(s *scanner, v span, opts Options) (bool, error) {
 		members++
 		switch string(key) {
 		case LastApplied:
-			if !opts.KeepLastApplied {
+			if opts != nil && !opts.KeepLastApplied {
 				dropped++
 				return true, nil
 			}
@@ -215,7 +246,7 @@ func (o *Object) annotations(s *scanner, v span, opts Options) (bool, error) {
 			if err := s.str(av, &val); err != nil {
 				return false, err
 			}
-			o.Annotations = map[string]string{metav1.InitialEventsAnnotationKey: val}
+			o.annotations = map[string]string{metav1.InitialEventsAnnotationKey: strings.Clone(val)}
 		}
 		return false, nil
 	})
@@ -224,6 +255,30 @@ func (o *Object) annotations(s *scanner, v span, opts Options) (bool, error) {
 	}
 	s.cut = s.cut[:outer] // the whole member goes instead
 	return true, nil
+}
+
+// jsonLabels is a labels object's JSON, read as labels.Labels.
+type jsonLabels []byte
+
+func (l jsonLabels) Has(key string) bool {
+	_, ok := l.Lookup(key)
+	return ok
+}
+
+func (l jsonLabels) Get(key string) string {
+	v, _ := l.Lookup(key)
+	return v
+}
+
+func (l jsonLabels) Lookup(key string) (value string, found bool) {
+	s := scanner{buf: l}
+	_, _ = s.members(0, func(k []byte, v span) (bool, error) {
+		if !found && string(k) == key && s.str(v, &value) == nil {
+			found = true
+		}
+		return false, nil
+	})
+	return value, found
 }
 
 // span locates one value in [start, end).
@@ -406,7 +461,8 @@ func (s *scanner) skipString(i int) (int, error) {
 func (s *scanner) str(v span, dst *string) error {
 	b := s.buf[v.start:v.end]
 	if len(b) >= 2 && b[0] == '"' && bytes.IndexByte(b, '\\') < 0 {
-		*dst = string(b[1 : len(b)-1])
+		// Shares the buffer, which is immutable.
+		*dst = unsafe.String(unsafe.SliceData(b[1:]), len(b)-2)
 		return nil
 	}
 	if err := json.Unmarshal(b, dst); err != nil {

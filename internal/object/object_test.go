@@ -65,14 +65,14 @@ func TestDecode(t *testing.T) {
 			if o.Name != c.name || o.Namespace != c.namespace || string(o.UID) != c.uid || o.ResourceVersion != c.rv {
 				t.Errorf("meta = %q %q %q %q, want %q %q %q %q", o.Name, o.Namespace, o.UID, o.ResourceVersion, c.name, c.namespace, c.uid, c.rv)
 			}
-			if !reflect.DeepEqual(o.Labels, c.labels) {
-				t.Errorf("labels = %v, want %v", o.Labels, c.labels)
+			if !reflect.DeepEqual(o.GetLabels(), c.labels) {
+				t.Errorf("labels = %v, want %v", o.GetLabels(), c.labels)
 			}
 			if _, ok := o.RV(); ok != c.rvInt {
 				t.Errorf("RV integer = %v, want %v", ok, c.rvInt)
 			}
-			if o.Annotations != nil {
-				t.Errorf("annotations kept in meta: %v", o.Annotations)
+			if o.GetAnnotations() != nil {
+				t.Errorf("annotations kept in meta: %v", o.GetAnnotations())
 			}
 			var got map[string]any
 			if err := json.Unmarshal(o.JSON(), &got); err != nil {
@@ -155,4 +155,29 @@ func FuzzDecode(f *testing.F) {
 			t.Fatalf("stripped JSON %q, want %v (from %q)", o.JSON(), want, raw)
 		}
 	})
+}
+
+func TestLabelSet(t *testing.T) {
+	o, err := Decode([]byte(`{"metadata":{"name":"a","labels":{"app.kubernetes.io/name":"web","a\/b":"x","empty":""}}}`), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := o.LabelSet()
+	for _, c := range []struct {
+		key, value string
+		found      bool
+	}{
+		{"app.kubernetes.io/name", "web", true},
+		{"a/b", "x", true},
+		{"empty", "", true},
+		{"missing", "", false},
+	} {
+		if v, ok := l.Lookup(c.key); v != c.value || ok != c.found || l.Has(c.key) != c.found || l.Get(c.key) != c.value {
+			t.Errorf("Lookup(%q) = %q, %v; want %q, %v", c.key, v, ok, c.value, c.found)
+		}
+	}
+	none, _ := Decode([]byte(`{"metadata":{"name":"b","labels":null}}`), Options{})
+	if none.LabelSet().Has("app") || none.GetLabels() != nil {
+		t.Error("null labels read as some")
+	}
 }

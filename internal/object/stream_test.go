@@ -80,7 +80,7 @@ func TestWatchDecoder(t *testing.T) {
 		}
 		switch o := obj.(type) {
 		case *Object:
-			got = append(got, string(typ)+" "+o.Name+"@"+o.ResourceVersion+" "+o.Annotations[metav1.InitialEventsAnnotationKey])
+			got = append(got, string(typ)+" "+o.Name+"@"+o.ResourceVersion+" "+o.GetAnnotations()[metav1.InitialEventsAnnotationKey])
 		case *metav1.Status:
 			got = append(got, string(typ)+" "+string(o.Reason))
 		}
