@@ -354,3 +354,28 @@ func TestLedgerTombstonesAreBounded(t *testing.T) {
 		t.Errorf("warnings %q, want one", *warned)
 	}
 }
+
+// TestLedgerHintOfAForgottenEntry: an UPDATED's old object leads admission
+// to its entry only while that entry is in the ledger. A lagging watch's
+// old state of a deleted object must not revive the deleted entry: the
+// event is admitted against the entry of the object now at its place.
+func TestLedgerHintOfAForgottenEntry(t *testing.T) {
+	l, got, _ := testLedger()
+	first := obj("a", "u1", "1")
+	l.admit(nil, config.Added, first, nil, false)
+	l.admit(nil, config.Deleted, obj("a", "u1", "2"), nil, false)
+	second := obj("a", "u2", "3")
+	l.admit(nil, config.Added, second, nil, false)
+	// The lagging watch still holds first; its next state is second's.
+	l.admit(nil, config.Updated, obj("a", "u2", "4"), first, false)
+	// And the usual case: the old state is the one the ledger holds.
+	l.admit(nil, config.Updated, obj("a", "u2", "5"), (*got)[len(*got)-1].obj, false)
+	var out []string
+	for _, d := range *got {
+		out = append(out, describeDelivery(d))
+	}
+	want := []string{"ADDED a u1@1", "DELETED a u1@2", "ADDED a u2@3", "UPDATED a u2@4 old=u2@3", "UPDATED a u2@5 old=u2@4"}
+	if !slices.Equal(out, want) {
+		t.Errorf("delivered\n  %s\nwant\n  %s", strings.Join(out, "\n  "), strings.Join(want, "\n  "))
+	}
+}

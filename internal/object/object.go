@@ -48,6 +48,11 @@ type Object struct {
 	rvOK   bool
 	// annotations is set only on a bookmark that ends initial events.
 	annotations map[string]string
+	// owner is not part of the object: it is kept for the one component
+	// downstream that tracks the object (the engine's delivery ledger notes
+	// its record of the object here), which alone reads and writes it,
+	// under its own lock.
+	owner any
 }
 
 var (
@@ -139,12 +144,20 @@ func (o *Object) describe() string {
 	return o.Namespace + "/" + o.Name
 }
 
-// DeepCopyObject returns a copy; the JSON is shared, being immutable.
+// DeepCopyObject returns a copy, without an owner; the JSON is shared,
+// being immutable.
 func (o *Object) DeepCopyObject() runtime.Object {
 	c := *o
 	c.annotations = maps.Clone(o.annotations)
+	c.owner = nil
 	return &c
 }
+
+// Owner returns what SetOwner noted.
+func (o *Object) Owner() any { return o.owner }
+
+// SetOwner notes v for the component that tracks the object (see Object).
+func (o *Object) SetOwner(v any) { o.owner = v }
 
 // Identity returns an Object that holds only an object's identity: what is
 // left to report of an object whose last state is unknown.
