@@ -119,12 +119,7 @@ func (o *Object) MarshalJSON() ([]byte, error) { return o.raw, nil }
 func (o *Object) RV() (uint64, bool) { return o.rv, o.rvOK }
 
 // LabelSet returns the object's labels, read from its JSON on each lookup.
-func (o *Object) LabelSet() labels.Labels {
-	if o.labels.end == 0 {
-		return labels.Set(nil)
-	}
-	return jsonLabels(o.raw[o.labels.start:o.labels.end])
-}
+func (o *Object) LabelSet() labels.Labels { return (*objectLabels)(o) }
 
 // Unstructured decodes the object's body into a new map form, numbers as
 // the API machinery decodes them (int64 where integral). Each call decodes
@@ -270,22 +265,25 @@ func (o *Object) annotationsAt(s *scanner, v span, opts *Options) (bool, error) 
 	return true, nil
 }
 
-// jsonLabels is a labels object's JSON, read as labels.Labels.
-type jsonLabels []byte
+// objectLabels reads an Object's labels from its JSON as labels.Labels.
+type objectLabels Object
 
-func (l jsonLabels) Has(key string) bool {
+func (l *objectLabels) Has(key string) bool {
 	_, ok := l.Lookup(key)
 	return ok
 }
 
-func (l jsonLabels) Get(key string) string {
+func (l *objectLabels) Get(key string) string {
 	v, _ := l.Lookup(key)
 	return v
 }
 
-func (l jsonLabels) Lookup(key string) (value string, found bool) {
-	s := scanner{buf: l}
-	_, _ = s.members(0, func(k []byte, v span) (bool, error) {
+func (l *objectLabels) Lookup(key string) (value string, found bool) {
+	if l.labels.end == 0 {
+		return "", false
+	}
+	s := scanner{buf: l.raw}
+	_, _ = s.members(l.labels.start, func(k []byte, v span) (bool, error) {
 		if !found && string(k) == key && s.str(v, &value) == nil {
 			found = true
 		}
@@ -478,9 +476,11 @@ func (s *scanner) str(v span, dst *string) error {
 		*dst = unsafe.String(unsafe.SliceData(b[1:]), len(b)-2)
 		return nil
 	}
-	if err := json.Unmarshal(b, dst); err != nil {
+	var decoded string // escaped, or null
+	if err := json.Unmarshal(b, &decoded); err != nil {
 		return fmt.Errorf("%w: string at offset %d: %v", errSyntax, v.start, err)
 	}
+	*dst = decoded
 	return nil
 }
 
