@@ -88,8 +88,8 @@ func inCall(ctx context.Context, fn string) *callState {
 	return cs
 }
 
-func (cs *callState) begin(ctx context.Context, ev *Event) {
-	cs.ctx, cs.ev = ctx, ev
+func (cs *callState) begin(ev *Event) {
+	cs.ev = ev
 	cs.input = abi.AppendHeader(cs.input[:0], &abi.Header{
 		Type: ev.Type, GVR: ev.GVR, Namespace: ev.Namespace, Name: ev.Name, UID: ev.UID,
 		ResourceVersion: ev.ResourceVersion, Rule: ev.Rule, Initial: ev.Initial,
@@ -105,7 +105,7 @@ func (cs *callState) end() ([]json.RawMessage, error) {
 		cs.p.log.Warn("plugin log lines dropped over the per-event budget", "lines", cs.logDropped, "budget_bytes", maxLogPerCall)
 	}
 	records := cs.records
-	cs.ctx, cs.ev, cs.records, cs.lastField = nil, nil, nil, nil
+	cs.ev, cs.records, cs.lastField = nil, nil, nil
 	return records, cs.failure
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -195,6 +196,50 @@ func BenchmarkChangelog(b *testing.B) {
 			}
 		}
 	}
+}
+
+// BenchmarkChangelogConfigMap is the event of `make bench-e2e`: an UPDATED
+// ConfigMap of about 1 KB whose data.rev changed, through the changelog
+// example configured with fields [data], one worker.
+func BenchmarkChangelogConfigMap(b *testing.B) {
+	path, err := changelogWasm()
+	if err != nil {
+		b.Fatal(err)
+	}
+	ev := configMapUpdate()
+	for _, hh := range hosts(b) {
+		p := benchLoad(b, hh.h, wasmhost.PluginSpec{Name: "changelog", Path: path, Config: json.RawMessage(`{"fields":["data"]}`)}, ev)
+		check(b, p, ev)
+		b.Run(hh.name, func(b *testing.B) {
+			for b.Loop() {
+				if _, err := p.Handle(context.Background(), ev); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// configMapUpdate is an update of one of bench-e2e's ConfigMaps.
+func configMapUpdate() *wasmhost.Event {
+	cm := func(rev, rv string) map[string]any {
+		return map[string]any{
+			"apiVersion": "v1", "kind": "ConfigMap",
+			"metadata": map[string]any{
+				"name": "bench-42", "namespace": "bench", "uid": "0d6c7a52-1f0e-4c1b-9d55-5e0c2b7f9a10",
+				"resourceVersion": rv, "creationTimestamp": "2026-01-01T00:00:00Z",
+				"labels": map[string]any{"app": "bench", "tier": "web"},
+				"managedFields": []any{map[string]any{
+					"manager": "benche2e", "operation": "Update", "apiVersion": "v1", "time": "2026-01-01T00:00:00Z",
+					"fieldsType": "FieldsV1", "fieldsV1": map[string]any{"f:data": map[string]any{".": map[string]any{}, "f:payload": map[string]any{}, "f:rev": map[string]any{}}},
+				}},
+			},
+			"data": map[string]any{"payload": strings.Repeat("x", 900), "rev": rev},
+		}
+	}
+	return &wasmhost.Event{Type: "UPDATED", GVR: "v1/configmaps", Namespace: "bench", Name: "bench-42",
+		UID: "0d6c7a52-1f0e-4c1b-9d55-5e0c2b7f9a10", ResourceVersion: "1001", Rule: "resources[0]",
+		Object: cm("1", "1001"), OldObject: cm("0", "1000")}
 }
 
 // check makes sure the benchmark measures a real diff.
