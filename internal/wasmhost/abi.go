@@ -27,13 +27,14 @@ type hostFunc struct {
 }
 
 var hostFuncs = map[string]hostFunc{
-	abi.ImportReadInput: {[]api.ValueType{i32}, nil, readInput},
-	abi.ImportGetField:  {[]api.ValueType{i32, i32, i32, i32}, []api.ValueType{i32}, getField},
-	abi.ImportGetConfig: {[]api.ValueType{i32, i32}, []api.ValueType{i32}, getConfig},
-	abi.ImportEmit:      {[]api.ValueType{i32, i32}, []api.ValueType{i32}, emit},
-	abi.ImportSetError:  {[]api.ValueType{i32, i32}, nil, setError},
-	abi.ImportLog:       {[]api.ValueType{i32, i32, i32}, nil, logLine},
-	abi.ImportHTTPPost:  {[]api.ValueType{i32, i32, i32, i32, i32, i32, i32}, []api.ValueType{i32}, httpPost},
+	abi.ImportReadInput:  {[]api.ValueType{i32}, nil, readInput},
+	abi.ImportGetField:   {[]api.ValueType{i32, i32, i32, i32}, []api.ValueType{i32}, getField},
+	abi.ImportGetChanges: {[]api.ValueType{i32, i32, i32, i32}, []api.ValueType{i32}, getChanges},
+	abi.ImportGetConfig:  {[]api.ValueType{i32, i32}, []api.ValueType{i32}, getConfig},
+	abi.ImportEmit:       {[]api.ValueType{i32, i32}, []api.ValueType{i32}, emit},
+	abi.ImportSetError:   {[]api.ValueType{i32, i32}, nil, setError},
+	abi.ImportLog:        {[]api.ValueType{i32, i32, i32}, nil, logLine},
+	abi.ImportHTTPPost:   {[]api.ValueType{i32, i32, i32, i32, i32, i32, i32}, []api.ValueType{i32}, httpPost},
 }
 
 func (h *Host) hostModule() wazero.HostModuleBuilder {
@@ -65,10 +66,10 @@ type callState struct {
 	errMsg     string
 	logBytes   int
 	logDropped int
-	// The last get_field answer: the SDK asks twice for fields bigger than
-	// its scratch buffer.
-	lastPointer string
-	lastField   []byte
+	// The last get_field and get_changes answers: the SDK asks twice for
+	// answers bigger than its scratch buffer.
+	lastPointer, lastChangesPointer string
+	lastField, lastChanges          []byte
 }
 
 type callKey struct{}
@@ -97,6 +98,7 @@ func (cs *callState) begin(ev *Event) {
 	cs.records, cs.outBytes, cs.failure, cs.errMsg = nil, 0, nil, ""
 	cs.logBytes, cs.logDropped = 0, 0
 	cs.lastPointer, cs.lastField = "", nil
+	cs.lastChangesPointer, cs.lastChanges = "", nil
 }
 
 // end closes the call and returns its records and output failure.
@@ -105,7 +107,7 @@ func (cs *callState) end() ([]json.RawMessage, error) {
 		cs.p.log.Warn("plugin log lines dropped over the per-event budget", "lines", cs.logDropped, "budget_bytes", maxLogPerCall)
 	}
 	records := cs.records
-	cs.ev, cs.records, cs.lastField = nil, nil, nil
+	cs.ev, cs.records, cs.lastField, cs.lastChanges = nil, nil, nil, nil
 	return records, cs.failure
 }
 
@@ -152,6 +154,21 @@ func getField(ctx context.Context, m api.Module, stack []uint64) {
 		cs.lastPointer, cs.lastField = pointer, cs.field(pointer)
 	}
 	stack[0] = answer(m, abi.ImportGetField, stack[2], stack[3], cs.lastField)
+}
+
+// get_changes(path_ptr, path_len, buf_ptr, buf_cap) -> len | ErrNotFound
+func getChanges(ctx context.Context, m api.Module, stack []uint64) {
+	cs := inCall(ctx, abi.ImportGetChanges)
+	p := read(m, abi.ImportGetChanges, stack[0], stack[1])
+	if len(p) > maxPointer || cs.ev.OldObject == nil {
+		stack[0] = api.EncodeI32(abi.ErrNotFound)
+		return
+	}
+	if pointer := string(p); pointer != cs.lastChangesPointer || cs.lastChanges == nil {
+		cs.lastChangesPointer = pointer
+		cs.lastChanges = abi.AppendChanges(nil, abi.ChangesAt(cs.ev.OldObject, cs.ev.Object, pointer))
+	}
+	stack[0] = answer(m, abi.ImportGetChanges, stack[2], stack[3], cs.lastChanges)
 }
 
 // get_config(buf_ptr, buf_cap) -> len | ErrNotFound

@@ -197,6 +197,13 @@ func (c *call) GetField(pointer string) ([]byte, bool) {
 	return b, err == nil
 }
 
+func (c *call) GetChanges(pointer string) ([]byte, bool) {
+	if c.ev.OldObject == nil {
+		return nil, false
+	}
+	return abi.AppendChanges(nil, abi.ChangesAt(c.ev.OldObject, c.ev.Object, pointer)), true
+}
+
 func (c *call) GetConfig() ([]byte, bool) { return c.config, c.config != nil }
 
 func (c *call) Emit(rec []byte) int32 {
