@@ -92,7 +92,9 @@ func (inst *instance) invoke(ctx context.Context, timeout time.Duration, fn api.
 	defer cancel()
 	raise := context.AfterFunc(cctx, inst.raise)
 	inst.done, inst.cs.ctx = cctx.Done(), cctx
+	inst.mem.enter()
 	err = fn.CallWithStack(withCall(cctx, &inst.cs), inst.stack[:])
+	inst.mem.leave()
 	inst.done, inst.cs.ctx = nil, nil
 	if !raise() {
 		inst.stale = true
@@ -208,38 +210,6 @@ func (inst *instance) flush() {
 		inst.p.log.Warn("plugin stderr", "output", s)
 	}
 }
-
-// linearMemory backs an instance's wasm memory and enforces the plugin's
-// memory limit: a grow past it fails like any failed memory.grow, and the
-// refusal is remembered so the crash that follows is reported as KindOOM.
-type linearMemory struct {
-	buf     []byte
-	limit   uint64
-	refused bool
-}
-
-func (m *linearMemory) Allocate(_, max uint64) experimental.LinearMemory {
-	m.limit = min(m.limit, max)
-	return m
-}
-
-func (m *linearMemory) Reallocate(size uint64) []byte {
-	switch {
-	case size > m.limit:
-		m.refused = true
-		return nil
-	case size <= uint64(cap(m.buf)):
-		m.buf = m.buf[:size]
-	default:
-		// Grow geometrically, as append would, but never past the limit.
-		nb := make([]byte, size, min(max(size, 2*uint64(cap(m.buf))), m.limit))
-		copy(nb, m.buf)
-		m.buf = nb
-	}
-	return m.buf
-}
-
-func (m *linearMemory) Free() { m.buf = nil }
 
 // maxCaptured bounds what is kept of a guest's stdout and of its stderr per
 // call; a Go panic's message and first frames fit comfortably.
