@@ -215,7 +215,8 @@ func instrumentCode(body []byte, stop uint32) ([]byte, error) {
 	check = append(check, 0x04, 0x40, 0x00, 0x0b)
 	r := reader{b: body}
 	n := r.u32()
-	out := uleb32(n)
+	out := make([]byte, 0, len(body)+len(body)/4) // checks add a few percent
+	out = binary.AppendUvarint(out, uint64(n))
 	var fn []byte
 	for i := range n {
 		size := r.u32()
