@@ -160,7 +160,7 @@ func getField(ctx context.Context, m api.Module, stack []uint64) {
 func getChanges(ctx context.Context, m api.Module, stack []uint64) {
 	cs := inCall(ctx, abi.ImportGetChanges)
 	p := read(m, abi.ImportGetChanges, stack[0], stack[1])
-	if len(p) > maxPointer || cs.ev.OldObject == nil {
+	if len(p) > maxPointer {
 		stack[0] = api.EncodeI32(abi.ErrNotFound)
 		return
 	}

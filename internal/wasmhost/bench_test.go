@@ -152,8 +152,8 @@ func BenchmarkCall(b *testing.B) {
 }
 
 // BenchmarkChangelog runs UPDATED events of about 2 KB and 20 KB through
-// the changelog example, reading the compared fields through the host's
-// get_field ("fields") or decoding both objects in the guest ("full");
+// the changelog example, reading the changes from the host's get_changes
+// ("changes") or decoding both objects in the guest ("full");
 // "parallel" is two workers sharing one plugin (ns/op is then wall time per
 // event).
 func BenchmarkChangelog(b *testing.B) {
@@ -164,7 +164,7 @@ func BenchmarkChangelog(b *testing.B) {
 	for _, hh := range hosts(b) {
 		for _, size := range []int{2 << 10, 20 << 10} {
 			ev, n := updateOfSize(size)
-			for _, mode := range []string{"fields", "full"} {
+			for _, mode := range []string{"changes", "full"} {
 				cfg := json.RawMessage(fmt.Sprintf(`{"full_decode":%v}`, mode == "full"))
 				p := benchLoad(b, hh.h, wasmhost.PluginSpec{Name: "changelog", Path: path, Config: cfg}, ev)
 				check(b, p, ev)

@@ -113,8 +113,8 @@ type Change struct {
 type PathElem = abi.PathElem
 
 // Changes lists what changed in one field between the previous and the
-// current object (Updated events; ErrNotFound for others), addressed as by
-// Field: maps key by key (sorted), lists index by index, other values as a
+// current object, addressed as by Field (for events without a previous
+// object, the whole field is one new value): maps key by key (sorted), lists index by index, other values as a
 // whole. The host, which holds both objects decoded, compares them and
 // sends only the changed values, so nothing unchanged is decoded: the
 // cheapest way to a diff. Changes() with no segments compares the whole

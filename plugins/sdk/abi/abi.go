@@ -60,7 +60,7 @@ const (
 // Results of host functions. Non-negative results are lengths (get_field,
 // get_config), zero (emit) or an HTTP status code (http_post).
 const (
-	ErrNotFound int32 = -1 // get_field, get_config: nothing at that path, no config; get_changes: no old object
+	ErrNotFound int32 = -1 // get_field, get_config: nothing at that path, no config; get_changes: pointer over 4 KiB
 	ErrInvalid  int32 = -2 // emit: not a JSON object; http_post: not an http(s) URL
 	ErrLimit    int32 = -3 // emit: per-event output limit reached; http_post: body too large
 	ErrDenied   int32 = -4 // http_post: host not in the plugin's allowed_hosts

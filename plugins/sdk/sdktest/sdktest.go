@@ -198,9 +198,6 @@ func (c *call) GetField(pointer string) ([]byte, bool) {
 }
 
 func (c *call) GetChanges(pointer string) ([]byte, bool) {
-	if c.ev.OldObject == nil {
-		return nil, false
-	}
 	return abi.AppendChanges(nil, abi.ChangesAt(c.ev.OldObject, c.ev.Object, pointer)), true
 }
 
