@@ -68,8 +68,13 @@ type callState struct {
 	logDropped int
 	// The last get_field and get_changes answers: the SDK asks twice for
 	// answers bigger than its scratch buffer.
-	lastPointer, lastChangesPointer string
-	lastField, lastChanges          []byte
+	lastField, lastChanges lastAnswer
+}
+
+// lastAnswer is a host function's last answer and the pointer it answered.
+type lastAnswer struct {
+	pointer string
+	val     []byte
 }
 
 type callKey struct{}
@@ -97,8 +102,7 @@ func (cs *callState) begin(ev *Event) {
 	})
 	cs.records, cs.outBytes, cs.failure, cs.errMsg = nil, 0, nil, ""
 	cs.logBytes, cs.logDropped = 0, 0
-	cs.lastPointer, cs.lastField = "", nil
-	cs.lastChangesPointer, cs.lastChanges = "", nil
+	cs.lastField, cs.lastChanges = lastAnswer{}, lastAnswer{}
 }
 
 // end closes the call and returns its records and output failure.
@@ -107,7 +111,7 @@ func (cs *callState) end() ([]json.RawMessage, error) {
 		cs.p.log.Warn("plugin log lines dropped over the per-event budget", "lines", cs.logDropped, "budget_bytes", maxLogPerCall)
 	}
 	records := cs.records
-	cs.ev, cs.records, cs.lastField, cs.lastChanges = nil, nil, nil, nil
+	cs.ev, cs.records, cs.lastField, cs.lastChanges = nil, nil, lastAnswer{}, lastAnswer{}
 	return records, cs.failure
 }
 
@@ -143,32 +147,31 @@ func readInput(ctx context.Context, m api.Module, stack []uint64) {
 }
 
 // get_field(path_ptr, path_len, buf_ptr, buf_cap) -> len | ErrNotFound
-func getField(ctx context.Context, m api.Module, stack []uint64) {
-	cs := inCall(ctx, abi.ImportGetField)
-	p := read(m, abi.ImportGetField, stack[0], stack[1])
-	if len(p) > maxPointer {
-		stack[0] = api.EncodeI32(abi.ErrNotFound)
-		return
-	}
-	if pointer := string(p); pointer != cs.lastPointer || cs.lastField == nil {
-		cs.lastPointer, cs.lastField = pointer, cs.field(pointer)
-	}
-	stack[0] = answer(m, abi.ImportGetField, stack[2], stack[3], cs.lastField)
-}
+var getField = byPointer(abi.ImportGetField, func(cs *callState) *lastAnswer { return &cs.lastField }, (*callState).field)
 
 // get_changes(path_ptr, path_len, buf_ptr, buf_cap) -> len | ErrNotFound
-func getChanges(ctx context.Context, m api.Module, stack []uint64) {
-	cs := inCall(ctx, abi.ImportGetChanges)
-	p := read(m, abi.ImportGetChanges, stack[0], stack[1])
-	if len(p) > maxPointer {
-		stack[0] = api.EncodeI32(abi.ErrNotFound)
-		return
+var getChanges = byPointer(abi.ImportGetChanges, func(cs *callState) *lastAnswer { return &cs.lastChanges },
+	func(cs *callState, pointer string) []byte {
+		return abi.AppendChanges(nil, abi.ChangesAt(cs.ev.OldObject, cs.ev.Object, pointer))
+	})
+
+// byPointer is a host function that answers a JSON pointer with
+// compute(pointer), following the buffer protocol; the last answer is kept
+// in *last for the SDK's second call when it did not fit.
+func byPointer(fn string, last func(*callState) *lastAnswer, compute func(cs *callState, pointer string) []byte) api.GoModuleFunc {
+	return func(ctx context.Context, m api.Module, stack []uint64) {
+		cs := inCall(ctx, fn)
+		p := read(m, fn, stack[0], stack[1])
+		if len(p) > maxPointer {
+			stack[0] = api.EncodeI32(abi.ErrNotFound)
+			return
+		}
+		l := last(cs)
+		if pointer := string(p); pointer != l.pointer || l.val == nil {
+			l.pointer, l.val = pointer, compute(cs, pointer)
+		}
+		stack[0] = answer(m, fn, stack[2], stack[3], l.val)
 	}
-	if pointer := string(p); pointer != cs.lastChangesPointer || cs.lastChanges == nil {
-		cs.lastChangesPointer = pointer
-		cs.lastChanges = abi.AppendChanges(nil, abi.ChangesAt(cs.ev.OldObject, cs.ev.Object, pointer))
-	}
-	stack[0] = answer(m, abi.ImportGetChanges, stack[2], stack[3], cs.lastChanges)
 }
 
 // get_config(buf_ptr, buf_cap) -> len | ErrNotFound
