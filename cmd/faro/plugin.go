@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/yaml"
@@ -32,6 +33,9 @@ const pluginUsage = `Usage:
       would: each emitted record is a JSON line on stdout; the plugin's logs
       and a summary go to stderr; exit 1 unless every event succeeded.
       FILE is one object (JSON or YAML) or a List (one event per item).
+      The resource is guessed from apiVersion and kind (the kind's English
+      plural: v1/configmaps, networking.k8s.io/v1/ingresses); --gvr
+      overrides the guess, e.g. for a custom resource's irregular plural.
 `
 
 // runPlugin is `faro plugin`.
@@ -121,7 +125,7 @@ func runPluginRun(args []string, stdin io.Reader, stdout, stderr io.Writer) int 
 	objectFile := fs.String("object", "", "the object: a JSON or YAML file, or - for stdin; a List gives one event per item")
 	oldFile := fs.String("old-object", "", "the previous object, for an UPDATED event")
 	eventType := fs.String("event-type", "", "ADDED, UPDATED or DELETED (default UPDATED with --old-object, else ADDED)")
-	gvr := fs.String("gvr", "", "the resource, e.g. v1/configmaps or apps/v1/deployments (default from apiVersion and kind)")
+	gvr := fs.String("gvr", "", "the resource, e.g. v1/configmaps or apps/v1/deployments; overrides the guess from apiVersion and kind\n(the English plural of the kind), which is wrong for custom resources with an irregular plural")
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
 		return parseCode(err)
@@ -273,7 +277,9 @@ func readObjects(name string, stdin io.Reader) ([]*unstructured.Unstructured, er
 }
 
 // eventGVR is the resource given with --gvr, else a guess from the
-// object's apiVersion and kind (the lower-case kind plus "s").
+// object's apiVersion and kind: apimachinery's English plural of the
+// lower-case kind (ingresses, networkpolicies), and the kinds whose
+// resource that gets wrong.
 func eventGVR(flagValue string, obj *unstructured.Unstructured) (schema.GroupVersionResource, error) {
 	if flagValue != "" {
 		ref, err := config.ParseResourceRef(flagValue)
@@ -286,5 +292,13 @@ func eventGVR(flagValue string, obj *unstructured.Unstructured) (schema.GroupVer
 	if err != nil || gv.Version == "" || obj.GetKind() == "" {
 		return schema.GroupVersionResource{}, fmt.Errorf("object %s has no apiVersion and kind: give --gvr", obj.GetName())
 	}
-	return gv.WithResource(strings.ToLower(obj.GetKind()) + "s"), nil
+	if res, ok := irregularResources[obj.GetKind()]; ok {
+		return gv.WithResource(res), nil
+	}
+	plural, _ := meta.UnsafeGuessKindToResource(gv.WithKind(obj.GetKind()))
+	return plural, nil
 }
+
+// irregularResources are the built-in kinds whose resource is not the
+// guessed plural.
+var irregularResources = map[string]string{"Endpoints": "endpoints"}

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
 	"github.com/faro-dev/faro/internal/wasmhost"
 )
 
@@ -159,4 +161,20 @@ func mustRead(t *testing.T, path string) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+func TestEventGVR(t *testing.T) {
+	for _, tt := range []struct{ apiVersion, kind, flag, want string }{
+		{"v1", "ConfigMap", "", "/v1, Resource=configmaps"},
+		{"v1", "Endpoints", "", "/v1, Resource=endpoints"},
+		{"networking.k8s.io/v1", "Ingress", "", "networking.k8s.io/v1, Resource=ingresses"},
+		{"networking.k8s.io/v1", "NetworkPolicy", "", "networking.k8s.io/v1, Resource=networkpolicies"},
+		{"example.com/v1", "Octopus", "example.com/v1/octopi", "example.com/v1, Resource=octopi"},
+	} {
+		obj := &unstructured.Unstructured{Object: map[string]any{"apiVersion": tt.apiVersion, "kind": tt.kind}}
+		got, err := eventGVR(tt.flag, obj)
+		if err != nil || got.String() != tt.want {
+			t.Errorf("eventGVR(%q, %s %s) = %s, %v; want %s", tt.flag, tt.apiVersion, tt.kind, got, err, tt.want)
+		}
+	}
 }

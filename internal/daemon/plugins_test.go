@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"fmt"
+	"io"
 	"strings"
 	"testing"
 
@@ -16,11 +17,52 @@ import (
 	"github.com/faro-dev/faro/rules"
 )
 
-// guestWasm is wasmhost's test guest, whose event name picks its behaviour.
-var guestWasm string
+// guestWasm is wasmhost's test guest, whose event name picks its
+// behaviour; changelogWasm the changelog example.
+var guestWasm, changelogWasm string
 
 func TestMain(m *testing.M) {
-	wasmtest.MainBuilding(m, map[string]*string{"../wasmhost/testdata/guest": &guestWasm})
+	wasmtest.MainBuilding(m, map[string]*string{"../wasmhost/testdata/guest": &guestWasm, "../../plugins/examples/changelog": &changelogWasm})
+}
+
+// BenchmarkRouterChangelog is the daemon's whole plugin stage for the event
+// of `make bench-e2e` (an UPDATED 1 KB ConfigMap, changelog with fields
+// [data]): adapting the event, the call, and the JSON PLUGIN line.
+func BenchmarkRouterChangelog(b *testing.B) {
+	if changelogWasm == "" {
+		b.Skip("-short: plugin not built")
+	}
+	ctx := context.Background()
+	host, err := wasmhost.New(ctx, wasmhost.Options{CacheDir: wasmtest.CacheDir(), PoolSize: 1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer host.Close(ctx)
+	cfg, err := config.Parse([]byte(fmt.Sprintf("plugins:\n  - name: changelog\n    path: %s\n    config: {fields: [data]}\nresources:\n  - {gvr: v1/configmaps, plugins: [changelog]}\n", changelogWasm)), "faro.yaml")
+	if err != nil {
+		b.Fatal(err)
+	}
+	set, err := loadPlugins(ctx, host, cfg, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer set.closeUnshared(ctx, nil)
+	r := &router{events: hclog.New(&hclog.LoggerOptions{Output: io.Discard, JSONFormat: true}), diag: hclog.NewNullLogger(), json: true}
+	r.swap(set)
+	cm := func(rev string) *unstructured.Unstructured {
+		return &unstructured.Unstructured{Object: map[string]any{
+			"apiVersion": "v1", "kind": "ConfigMap",
+			"metadata": map[string]any{"name": "bench-42", "namespace": "bench", "resourceVersion": "100" + rev,
+				"labels": map[string]any{"app": "bench", "tier": "web"}},
+			"data": map[string]any{"payload": strings.Repeat("x", 900), "rev": rev},
+		}}
+	}
+	m := &engine.Matched{Type: config.Updated, Object: cm("1"), OldObject: cm("0"), Rule: &rules.Rule{Rule: config.Rule{ID: "resources[0]"}}}
+	for b.Loop() {
+		if err := r.Handle(ctx, m, "changelog"); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
 
 // TestRetryOn: the router hands back (to be retried) exactly the failures

@@ -27,13 +27,14 @@ type hostFunc struct {
 }
 
 var hostFuncs = map[string]hostFunc{
-	abi.ImportReadInput: {[]api.ValueType{i32}, nil, readInput},
-	abi.ImportGetField:  {[]api.ValueType{i32, i32, i32, i32}, []api.ValueType{i32}, getField},
-	abi.ImportGetConfig: {[]api.ValueType{i32, i32}, []api.ValueType{i32}, getConfig},
-	abi.ImportEmit:      {[]api.ValueType{i32, i32}, []api.ValueType{i32}, emit},
-	abi.ImportSetError:  {[]api.ValueType{i32, i32}, nil, setError},
-	abi.ImportLog:       {[]api.ValueType{i32, i32, i32}, nil, logLine},
-	abi.ImportHTTPPost:  {[]api.ValueType{i32, i32, i32, i32, i32, i32, i32}, []api.ValueType{i32}, httpPost},
+	abi.ImportReadInput:  {[]api.ValueType{i32}, nil, readInput},
+	abi.ImportGetField:   {[]api.ValueType{i32, i32, i32, i32}, []api.ValueType{i32}, getField},
+	abi.ImportGetChanges: {[]api.ValueType{i32, i32, i32, i32}, []api.ValueType{i32}, getChanges},
+	abi.ImportGetConfig:  {[]api.ValueType{i32, i32}, []api.ValueType{i32}, getConfig},
+	abi.ImportEmit:       {[]api.ValueType{i32, i32}, []api.ValueType{i32}, emit},
+	abi.ImportSetError:   {[]api.ValueType{i32, i32}, nil, setError},
+	abi.ImportLog:        {[]api.ValueType{i32, i32, i32}, nil, logLine},
+	abi.ImportHTTPPost:   {[]api.ValueType{i32, i32, i32, i32, i32, i32, i32}, []api.ValueType{i32}, httpPost},
 }
 
 func (h *Host) hostModule() wazero.HostModuleBuilder {
@@ -65,10 +66,15 @@ type callState struct {
 	errMsg     string
 	logBytes   int
 	logDropped int
-	// The last get_field answer: the SDK asks twice for fields bigger than
-	// its scratch buffer.
-	lastPointer string
-	lastField   []byte
+	// The last get_field and get_changes answers: the SDK asks twice for
+	// answers bigger than its scratch buffer.
+	lastField, lastChanges lastAnswer
+}
+
+// lastAnswer is a host function's last answer and the pointer it answered.
+type lastAnswer struct {
+	pointer string
+	val     []byte
 }
 
 type callKey struct{}
@@ -88,15 +94,15 @@ func inCall(ctx context.Context, fn string) *callState {
 	return cs
 }
 
-func (cs *callState) begin(ctx context.Context, ev *Event) {
-	cs.ctx, cs.ev = ctx, ev
+func (cs *callState) begin(ev *Event) {
+	cs.ev = ev
 	cs.input = abi.AppendHeader(cs.input[:0], &abi.Header{
 		Type: ev.Type, GVR: ev.GVR, Namespace: ev.Namespace, Name: ev.Name, UID: ev.UID,
 		ResourceVersion: ev.ResourceVersion, Rule: ev.Rule, Initial: ev.Initial,
 	})
 	cs.records, cs.outBytes, cs.failure, cs.errMsg = nil, 0, nil, ""
 	cs.logBytes, cs.logDropped = 0, 0
-	cs.lastPointer, cs.lastField = "", nil
+	cs.lastField, cs.lastChanges = lastAnswer{}, lastAnswer{}
 }
 
 // end closes the call and returns its records and output failure.
@@ -105,7 +111,7 @@ func (cs *callState) end() ([]json.RawMessage, error) {
 		cs.p.log.Warn("plugin log lines dropped over the per-event budget", "lines", cs.logDropped, "budget_bytes", maxLogPerCall)
 	}
 	records := cs.records
-	cs.ctx, cs.ev, cs.records, cs.lastField = nil, nil, nil, nil
+	cs.ev, cs.records, cs.lastField, cs.lastChanges = nil, nil, lastAnswer{}, lastAnswer{}
 	return records, cs.failure
 }
 
@@ -141,17 +147,31 @@ func readInput(ctx context.Context, m api.Module, stack []uint64) {
 }
 
 // get_field(path_ptr, path_len, buf_ptr, buf_cap) -> len | ErrNotFound
-func getField(ctx context.Context, m api.Module, stack []uint64) {
-	cs := inCall(ctx, abi.ImportGetField)
-	p := read(m, abi.ImportGetField, stack[0], stack[1])
-	if len(p) > maxPointer {
-		stack[0] = api.EncodeI32(abi.ErrNotFound)
-		return
+var getField = byPointer(abi.ImportGetField, func(cs *callState) *lastAnswer { return &cs.lastField }, (*callState).field)
+
+// get_changes(path_ptr, path_len, buf_ptr, buf_cap) -> len | ErrNotFound
+var getChanges = byPointer(abi.ImportGetChanges, func(cs *callState) *lastAnswer { return &cs.lastChanges },
+	func(cs *callState, pointer string) []byte {
+		return abi.AppendChanges(nil, abi.ChangesAt(cs.ev.OldObject, cs.ev.Object, pointer))
+	})
+
+// byPointer is a host function that answers a JSON pointer with
+// compute(pointer), following the buffer protocol; the last answer is kept
+// in *last for the SDK's second call when it did not fit.
+func byPointer(fn string, last func(*callState) *lastAnswer, compute func(cs *callState, pointer string) []byte) api.GoModuleFunc {
+	return func(ctx context.Context, m api.Module, stack []uint64) {
+		cs := inCall(ctx, fn)
+		p := read(m, fn, stack[0], stack[1])
+		if len(p) > maxPointer {
+			stack[0] = api.EncodeI32(abi.ErrNotFound)
+			return
+		}
+		l := last(cs)
+		if pointer := string(p); pointer != l.pointer || l.val == nil {
+			l.pointer, l.val = pointer, compute(cs, pointer)
+		}
+		stack[0] = answer(m, fn, stack[2], stack[3], l.val)
 	}
-	if pointer := string(p); pointer != cs.lastPointer || cs.lastField == nil {
-		cs.lastPointer, cs.lastField = pointer, cs.field(pointer)
-	}
-	stack[0] = answer(m, abi.ImportGetField, stack[2], stack[3], cs.lastField)
 }
 
 // get_config(buf_ptr, buf_cap) -> len | ErrNotFound

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -151,8 +152,8 @@ func BenchmarkCall(b *testing.B) {
 }
 
 // BenchmarkChangelog runs UPDATED events of about 2 KB and 20 KB through
-// the changelog example, reading the compared fields through the host's
-// get_field ("fields") or decoding both objects in the guest ("full");
+// the changelog example, reading the changes from the host's get_changes
+// ("changes") or decoding both objects in the guest ("full");
 // "parallel" is two workers sharing one plugin (ns/op is then wall time per
 // event).
 func BenchmarkChangelog(b *testing.B) {
@@ -163,7 +164,7 @@ func BenchmarkChangelog(b *testing.B) {
 	for _, hh := range hosts(b) {
 		for _, size := range []int{2 << 10, 20 << 10} {
 			ev, n := updateOfSize(size)
-			for _, mode := range []string{"fields", "full"} {
+			for _, mode := range []string{"changes", "full"} {
 				cfg := json.RawMessage(fmt.Sprintf(`{"full_decode":%v}`, mode == "full"))
 				p := benchLoad(b, hh.h, wasmhost.PluginSpec{Name: "changelog", Path: path, Config: cfg}, ev)
 				check(b, p, ev)
@@ -195,6 +196,50 @@ func BenchmarkChangelog(b *testing.B) {
 			}
 		}
 	}
+}
+
+// BenchmarkChangelogConfigMap is the event of `make bench-e2e`: an UPDATED
+// ConfigMap of about 1 KB whose data.rev changed, through the changelog
+// example configured with fields [data], one worker.
+func BenchmarkChangelogConfigMap(b *testing.B) {
+	path, err := changelogWasm()
+	if err != nil {
+		b.Fatal(err)
+	}
+	ev := configMapUpdate()
+	for _, hh := range hosts(b) {
+		p := benchLoad(b, hh.h, wasmhost.PluginSpec{Name: "changelog", Path: path, Config: json.RawMessage(`{"fields":["data"]}`)}, ev)
+		check(b, p, ev)
+		b.Run(hh.name, func(b *testing.B) {
+			for b.Loop() {
+				if _, err := p.Handle(context.Background(), ev); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// configMapUpdate is an update of one of bench-e2e's ConfigMaps.
+func configMapUpdate() *wasmhost.Event {
+	cm := func(rev, rv string) map[string]any {
+		return map[string]any{
+			"apiVersion": "v1", "kind": "ConfigMap",
+			"metadata": map[string]any{
+				"name": "bench-42", "namespace": "bench", "uid": "0d6c7a52-1f0e-4c1b-9d55-5e0c2b7f9a10",
+				"resourceVersion": rv, "creationTimestamp": "2026-01-01T00:00:00Z",
+				"labels": map[string]any{"app": "bench", "tier": "web"},
+				"managedFields": []any{map[string]any{
+					"manager": "benche2e", "operation": "Update", "apiVersion": "v1", "time": "2026-01-01T00:00:00Z",
+					"fieldsType": "FieldsV1", "fieldsV1": map[string]any{"f:data": map[string]any{".": map[string]any{}, "f:payload": map[string]any{}, "f:rev": map[string]any{}}},
+				}},
+			},
+			"data": map[string]any{"payload": strings.Repeat("x", 900), "rev": rev},
+		}
+	}
+	return &wasmhost.Event{Type: "UPDATED", GVR: "v1/configmaps", Namespace: "bench", Name: "bench-42",
+		UID: "0d6c7a52-1f0e-4c1b-9d55-5e0c2b7f9a10", ResourceVersion: "1001", Rule: "resources[0]",
+		Object: cm("1", "1001"), OldObject: cm("0", "1000")}
 }
 
 // check makes sure the benchmark measures a real diff.

@@ -49,11 +49,12 @@ type cacheEntry struct {
 	used time.Time
 }
 
-// compile compiles bin through rt, whose compilation cache is c's dir, then
+// compile compiles bin, the instrumented form of the .wasm file whose
+// SHA-256 is sum, through rt, whose compilation cache is c's dir, then
 // touches (or records) the cache entry of the module and evicts what is
 // over the bounds. Cache bookkeeping never fails the compile: problems are
 // logged.
-func (c *diskCache) compile(ctx context.Context, rt wazero.Runtime, bin []byte) (wazero.CompiledModule, error) {
+func (c *diskCache) compile(ctx context.Context, rt wazero.Runtime, bin []byte, sum [sha256.Size]byte) (wazero.CompiledModule, error) {
 	if c == nil {
 		return rt.CompileModule(ctx, bin)
 	}
@@ -64,7 +65,6 @@ func (c *diskCache) compile(ctx context.Context, rt wazero.Runtime, bin []byte) 
 	if err != nil {
 		return nil, err
 	}
-	sum := sha256.Sum256(bin)
 	marker := filepath.Join(c.dir, markerDir, hex.EncodeToString(sum[:]))
 	now := time.Now()
 	known := map[string]bool{}

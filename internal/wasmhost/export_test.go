@@ -3,6 +3,7 @@ package wasmhost
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 
 	"github.com/tetratelabs/wazero/api"
 )
@@ -53,7 +54,8 @@ func (c *ABICall) Memory() api.Memory { return c.inst.memory }
 // Call calls export with args inside a call for ev.
 func (c *ABICall) Call(ctx context.Context, ev *Event, export string, args ...uint64) ABIResult {
 	cs := &c.inst.cs
-	cs.begin(ctx, ev)
+	cs.begin(ev)
+	cs.ctx = ctx
 	var r ABIResult
 	r.Results, r.Err = c.inst.mod.ExportedFunction(export).Call(withCall(ctx, cs), args...)
 	r.ErrMsg = cs.errMsg
@@ -63,3 +65,21 @@ func (c *ABICall) Call(ctx context.Context, ev *Event, export string, args ...ui
 
 // Close closes the instance.
 func (c *ABICall) Close() { c.inst.close() }
+
+// Globals reads exported globals of a new instance of p.
+func Globals(ctx context.Context, p *Plugin, names ...string) ([]uint64, error) {
+	inst, err := p.newInstance(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer inst.close()
+	var vals []uint64
+	for _, n := range names {
+		g := inst.mod.ExportedGlobal(n)
+		if g == nil {
+			return nil, fmt.Errorf("no global %q", n)
+		}
+		vals = append(vals, g.Get())
+	}
+	return vals, nil
+}

@@ -14,6 +14,7 @@ package wasmhost
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"net/http"
@@ -48,11 +49,14 @@ type Options struct {
 
 // Host owns the wazero runtime shared by all plugins.
 type Host struct {
-	rt     wazero.Runtime
-	cache  wazero.CompilationCache
-	disk   *diskCache // nil when compiling in memory
-	opts   Options
-	client *http.Client
+	rt    wazero.Runtime
+	cache wazero.CompilationCache
+	// interruptible: modules get the interrupt checks (interrupt.go) that
+	// let a timeout stop a running call.
+	interruptible bool
+	disk          *diskCache // nil when compiling in memory
+	opts          Options
+	client        *http.Client
 
 	mu      sync.Mutex
 	plugins []*Plugin // open plugins, closed by Close
@@ -63,8 +67,8 @@ func New(ctx context.Context, opts Options) (*Host, error) {
 	return newHost(ctx, opts, true)
 }
 
-// newHost is New with the choice of compiling the interrupt checks that let
-// a timeout stop a running call; only benchmarks turn them off, to measure
+// newHost is New with the choice of adding the interrupt checks that let a
+// timeout stop a running call; only benchmarks turn them off, to measure
 // what they cost.
 func newHost(ctx context.Context, opts Options, interruptible bool) (*Host, error) {
 	if opts.PoolSize < 1 {
@@ -74,10 +78,8 @@ func newHost(ctx context.Context, opts Options, interruptible bool) (*Host, erro
 		opts.Logger = hclog.NewNullLogger()
 	}
 	cache, disk := compilationCache(opts)
-	rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfig().
-		WithCompilationCache(cache).
-		WithCloseOnContextDone(interruptible))
-	h := &Host{rt: rt, cache: cache, disk: disk, opts: opts, client: newHTTPClient()}
+	rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfig().WithCompilationCache(cache))
+	h := &Host{rt: rt, cache: cache, interruptible: interruptible, disk: disk, opts: opts, client: newHTTPClient()}
 	if _, err := wasi_snapshot_preview1.Instantiate(ctx, rt); err != nil {
 		h.closeRuntime(ctx)
 		return nil, fmt.Errorf("wasmhost: wasi: %w", err)
@@ -134,15 +136,32 @@ func (h *Host) Compile(ctx context.Context, path string) error {
 	if err != nil {
 		return err
 	}
-	compiled, err := h.disk.compile(ctx, h.rt, bin)
+	compiled, err := h.compile(ctx, bin)
 	if err != nil {
-		return fmt.Errorf("%s: invalid module: %w", path, err)
+		return fmt.Errorf("%s: %w", path, err)
 	}
 	if err := checkExports(compiled); err != nil {
 		compiled.Close(ctx)
 		return fmt.Errorf("%s: %w", path, err)
 	}
 	return compiled.Close(ctx)
+}
+
+// compile adds the interrupt checks to the module bin and compiles it,
+// through the compilation cache.
+func (h *Host) compile(ctx context.Context, bin []byte) (wazero.CompiledModule, error) {
+	sum := sha256.Sum256(bin)
+	if h.interruptible {
+		var err error
+		if bin, err = instrument(bin); err != nil {
+			return nil, fmt.Errorf("invalid module: %w", err)
+		}
+	}
+	compiled, err := h.disk.compile(ctx, h.rt, bin, sum)
+	if err != nil {
+		return nil, fmt.Errorf("invalid module: %w", err)
+	}
+	return compiled, nil
 }
 
 // CacheDir is the folder of the on-disk compilation cache, "" when the

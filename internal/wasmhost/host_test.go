@@ -9,6 +9,8 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
+	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -50,6 +52,12 @@ func TestLoadRejects(t *testing.T) {
 	trapsAtInit.funcs[0].body = []byte{opUnreachable}
 	loopsInVersion := abiModule(1)
 	loopsInVersion.funcs[1].body = loopForever
+	loopsInInit := abiModule(1)
+	loopsInInit.funcs[0].body = loopForever[:5]
+	loopsInCheck := abiModule(1)
+	loopsInCheck.funcs = append(loopsInCheck.funcs, wasmFunc{export: "faro_check", results: []byte{tI32}, body: loopForever})
+	startFunction := abiModule(1)
+	startFunction.start = true
 
 	tests := []struct {
 		name    string
@@ -94,7 +102,10 @@ func TestLoadRejects(t *testing.T) {
 			wantErr: "module needs 256Ki of memory to start, over its memory_limit of 128Ki",
 		},
 		{name: "_initialize traps", module: trapsAtInit.bytes(), wantErr: "start: plugin"},
-		{name: "version loops", module: loopsInVersion.bytes(), spec: wasmhost.PluginSpec{Timeout: 50 * time.Millisecond}, wantErr: "deadline exceeded"},
+		{name: "version loops", module: loopsInVersion.bytes(), spec: wasmhost.PluginSpec{Timeout: 50 * time.Millisecond}, wantErr: "faro_abi_version: timeout: stopped after 50ms"},
+		{name: "check loops", module: loopsInCheck.bytes(), spec: wasmhost.PluginSpec{Timeout: 50 * time.Millisecond}, wantErr: "faro_check: timeout: stopped after 50ms"},
+		{name: "_initialize loops", module: loopsInInit.bytes(), spec: wasmhost.PluginSpec{Timeout: 50 * time.Millisecond}, wantErr: "start: plugin bad: timeout: stopped after 10s"},
+		{name: "start function", module: startFunction.bytes(), wantErr: "module has a start function; a plugin is a reactor"},
 		{name: "bad config", module: abiModule(1).bytes(), spec: wasmhost.PluginSpec{Config: json.RawMessage(`{`)}, wantErr: "config is not valid JSON"},
 		{name: "bad allowed host", module: abiModule(1).bytes(), spec: wasmhost.PluginSpec{AllowedHosts: []string{"https://x"}}, wantErr: `allowed host "https://x"`},
 		{name: "missing file", wantErr: "no such file"},
@@ -152,6 +163,33 @@ func TestRawGuest(t *testing.T) {
 				checkErr(t, err, tt.wantKind, tt.wantErr)
 			}
 		})
+	}
+}
+
+// TestLoopLetsTheRuntimeRun: a guest spinning in a loop leaves the compiled
+// code often enough for a garbage collection (which stops every goroutine)
+// to finish long before the call's timeout, and its module's own globals
+// are untouched by the interrupt's.
+func TestLoopLetsTheRuntimeRun(t *testing.T) {
+	m := abiModule(1, loopForever...)
+	m.globals = []int32{7, 8}
+	const timeout = 5 * time.Second
+	p := load(t, wasmhost.PluginSpec{Path: writeModule(t, m.bytes()), Timeout: timeout})
+	done := make(chan error)
+	go func() {
+		_, err := p.Handle(context.Background(), &wasmhost.Event{Type: "ADDED"})
+		done <- err
+	}()
+	time.Sleep(100 * time.Millisecond)
+	start := time.Now()
+	runtime.GC()
+	if took := time.Since(start); took > timeout/2 {
+		t.Errorf("a garbage collection during the loop took %v", took)
+	}
+	checkErr(t, <-done, wasmhost.KindTimeout, "stopped after 5s")
+	got, err := wasmhost.Globals(context.Background(), p, "g0", "g1", "faro.interrupt")
+	if err != nil || !slices.Equal(got, []uint64{7, 8, 0}) {
+		t.Errorf("globals of a new instance: %v, %v; want [7 8 0]", got, err)
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"runtime"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/tetratelabs/wazero"
@@ -19,7 +20,8 @@ import (
 )
 
 // instance is one instantiated module. It serves one call at a time (the
-// pool token guarantees it), so its fields need no locking.
+// pool token guarantees it), so its fields need no locking, but for the
+// interrupt, which a timer raises.
 type instance struct {
 	p      *Plugin
 	mod    api.Module
@@ -34,22 +36,26 @@ type instance struct {
 	// done is the running call's ctx.Done(), which lets a guest's sleep end
 	// when the call is stopped.
 	done <-chan struct{}
-	// stale is set when a call returned after its deadline: wazero may then
-	// close the module even though the call succeeded, so it is not reused.
+	// stale is set when a call's interrupt was raised, even if the call
+	// returned in time: the instance would trap at its next loop.
 	stale bool
+
+	mu        sync.Mutex        // orders raising the interrupt and closing
+	interrupt api.MutableGlobal // the global of interrupt.go; nil without the checks
+	closed    bool
 }
 
 // initTimeout bounds _initialize, which for a Go guest starts its runtime.
 const initTimeout = 10 * time.Second
 
-// newInstance instantiates the module, which runs _initialize.
+// newInstance instantiates the module and runs _initialize.
 func (p *Plugin) newInstance(ctx context.Context) (*instance, *Error) {
 	inst := &instance{p: p, mem: &linearMemory{limit: p.spec.MemoryLimit}}
 	inst.stdout.max, inst.stderr.max = maxCaptured, maxCaptured
 	inst.cs.p = p
 	cfg := wazero.NewModuleConfig().
-		WithName(""). // anonymous: many instances of one module
-		WithStartFunctions(abi.ExportInitialize).
+		WithName("").         // anonymous: many instances of one module
+		WithStartFunctions(). // _initialize runs below, under the interrupt
 		WithStdout(&inst.stdout).
 		WithStderr(&inst.stderr).
 		WithSysWalltime().
@@ -58,25 +64,61 @@ func (p *Plugin) newInstance(ctx context.Context) (*instance, *Error) {
 		WithOsyield(runtime.Gosched).
 		WithRandSource(rand.Reader)
 	timeout := max(initTimeout, p.spec.Timeout)
-	ictx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	inst.done = ictx.Done()
 	mod, err := p.host.rt.InstantiateModule(
-		experimental.WithMemoryAllocator(withCall(ictx, &inst.cs), inst.mem), p.compiled, cfg)
-	inst.done = nil
-	inst.flush()
+		experimental.WithMemoryAllocator(withCall(ctx, &inst.cs), inst.mem), p.compiled, cfg)
 	if err != nil {
-		return nil, inst.classify(ictx, ctx, timeout, err)
+		inst.flush()
+		return nil, inst.classify(false, ctx, timeout, err)
+	}
+	inst.mod = mod
+	inst.interrupt, _ = mod.ExportedGlobal(interruptExport).(api.MutableGlobal)
+	stopped, err := inst.invoke(ctx, timeout, mod.ExportedFunction(abi.ExportInitialize))
+	inst.flush()
+	if err != nil || stopped {
+		inst.close()
+		return nil, inst.classify(stopped, ctx, timeout, err)
 	}
 	p.instances.Add(1)
-	inst.mod = mod
 	inst.handle = mod.ExportedFunction(abi.ExportHandle)
 	inst.memory = mod.Memory()
 	return inst, nil
 }
 
+// invoke calls fn, with inst.stack as its parameters and results, for at
+// most timeout, and sooner stops it when ctx ends. stopped reports that the
+// interrupt was raised: the call trapped, or is about to trap, on it.
+func (inst *instance) invoke(ctx context.Context, timeout time.Duration, fn api.Function) (stopped bool, err error) {
+	cctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	raise := context.AfterFunc(cctx, inst.raise)
+	inst.done, inst.cs.ctx = cctx.Done(), cctx
+	inst.mem.enter()
+	err = fn.CallWithStack(withCall(cctx, &inst.cs), inst.stack[:])
+	inst.mem.leave()
+	inst.done, inst.cs.ctx = nil, nil
+	if !raise() {
+		inst.stale = true
+		return true, err
+	}
+	return false, err
+}
+
+// raise sets the interrupt: the running call traps at its next loop.
+func (inst *instance) raise() {
+	inst.mu.Lock()
+	defer inst.mu.Unlock()
+	if inst.interrupt != nil && !inst.closed {
+		inst.interrupt.Set(1)
+	}
+}
+
 // close releases the instance; wazero frees its memory through mem.Free.
-func (inst *instance) close() { _ = inst.mod.Close(context.Background()) }
+func (inst *instance) close() {
+	inst.mu.Lock()
+	inst.closed = true
+	inst.mu.Unlock()
+	_ = inst.mod.Close(context.Background())
+}
 
 // sleep implements the guest's nanosleep (time.Sleep, an idle Go
 // scheduler) with real time, cut short when the call is stopped.
@@ -92,20 +134,15 @@ func (inst *instance) sleep(ns int64) {
 // call runs the guest's handler for ev.
 func (inst *instance) call(ctx context.Context, ev *Event) (Result, *Error) {
 	p := inst.p
-	cctx, cancel := context.WithTimeout(ctx, p.spec.Timeout)
-	defer cancel()
 	cs := &inst.cs
-	cs.begin(cctx, ev)
-	inst.done = cctx.Done()
+	cs.begin(ev)
 	inst.stack[0] = uint64(len(cs.input))
-	err := inst.handle.CallWithStack(withCall(cctx, cs), inst.stack[:])
-	inst.done = nil
-	inst.stale = cctx.Err() != nil
+	stopped, err := inst.invoke(ctx, p.spec.Timeout, inst.handle)
 	inst.flush()
 	records, failure := cs.end()
 	switch {
 	case err != nil:
-		return Result{}, inst.classify(cctx, ctx, p.spec.Timeout, err)
+		return Result{}, inst.classify(stopped, ctx, p.spec.Timeout, err)
 	case failure != nil:
 		return Result{}, &Error{Plugin: p.spec.Name, Kind: KindOutput, Err: failure}
 	}
@@ -127,9 +164,9 @@ func (inst *instance) call(ctx context.Context, ev *Event) (Result, *Error) {
 }
 
 // classify turns an error from wazero into an *Error: the memory allocator
-// knows whether a grow was refused, the exit code whether the call was
-// stopped by its context, and stderr usually says why a guest crashed.
-func (inst *instance) classify(callCtx, parent context.Context, timeout time.Duration, err error) *Error {
+// knows whether a grow was refused, stopped whether the interrupt was
+// raised, and stderr usually says why a guest crashed.
+func (inst *instance) classify(stopped bool, parent context.Context, timeout time.Duration, err error) *Error {
 	p := inst.p
 	e := &Error{Plugin: p.spec.Name, Kind: KindTrap, Err: err}
 	var exit *sys.ExitError
@@ -137,7 +174,7 @@ func (inst *instance) classify(callCtx, parent context.Context, timeout time.Dur
 	switch {
 	case parent.Err() != nil:
 		e.Kind, e.Err = KindCanceled, parent.Err()
-	case isExit && exit.ExitCode() == sys.ExitCodeDeadlineExceeded && callCtx.Err() != nil:
+	case stopped:
 		e.Kind, e.Err = KindTimeout, fmt.Errorf("stopped after %s", timeout)
 	case inst.mem.refused:
 		e.Kind, e.Err = KindOOM, fmt.Errorf("memory_limit of %s reached%s", Quantity(p.spec.MemoryLimit), inst.stderr.summary())
@@ -173,38 +210,6 @@ func (inst *instance) flush() {
 		inst.p.log.Warn("plugin stderr", "output", s)
 	}
 }
-
-// linearMemory backs an instance's wasm memory and enforces the plugin's
-// memory limit: a grow past it fails like any failed memory.grow, and the
-// refusal is remembered so the crash that follows is reported as KindOOM.
-type linearMemory struct {
-	buf     []byte
-	limit   uint64
-	refused bool
-}
-
-func (m *linearMemory) Allocate(_, max uint64) experimental.LinearMemory {
-	m.limit = min(m.limit, max)
-	return m
-}
-
-func (m *linearMemory) Reallocate(size uint64) []byte {
-	switch {
-	case size > m.limit:
-		m.refused = true
-		return nil
-	case size <= uint64(cap(m.buf)):
-		m.buf = m.buf[:size]
-	default:
-		// Grow geometrically, as append would, but never past the limit.
-		nb := make([]byte, size, min(max(size, 2*uint64(cap(m.buf))), m.limit))
-		copy(nb, m.buf)
-		m.buf = nb
-	}
-	return m.buf
-}
-
-func (m *linearMemory) Free() { m.buf = nil }
 
 // maxCaptured bounds what is kept of a guest's stdout and of its stderr per
 // call; a Go panic's message and first frames fit comfortably.

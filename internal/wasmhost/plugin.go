@@ -96,9 +96,9 @@ func (h *Host) load(ctx context.Context, spec PluginSpec) (*Plugin, error) {
 	if err != nil {
 		return nil, err
 	}
-	compiled, err := h.disk.compile(ctx, h.rt, bin)
+	compiled, err := h.compile(ctx, bin)
 	if err != nil {
-		return nil, fmt.Errorf("invalid module: %w", err)
+		return nil, err
 	}
 	p := &Plugin{
 		host:     h,
@@ -182,14 +182,15 @@ func (p *Plugin) validate(ctx context.Context) (*instance, error) {
 	if e != nil {
 		return nil, fmt.Errorf("start: %w", e)
 	}
-	vctx, cancel := context.WithTimeout(ctx, p.spec.Timeout)
-	defer cancel()
-	res, err := inst.mod.ExportedFunction(abi.ExportVersion).Call(vctx)
-	if err == nil && int32(res[0]) != abi.Version {
-		err = fmt.Errorf("module speaks ABI version %d, this host speaks %d", int32(res[0]), abi.Version)
-	}
-	if err == nil {
-		err = inst.check(vctx)
+	stopped, err := inst.invoke(ctx, p.spec.Timeout, inst.mod.ExportedFunction(abi.ExportVersion))
+	switch {
+	case err != nil || stopped:
+		e := inst.classify(stopped, ctx, p.spec.Timeout, err)
+		err = fmt.Errorf("%s: %s: %w", abi.ExportVersion, e.Kind, e.Err)
+	case int32(inst.stack[0]) != abi.Version:
+		err = fmt.Errorf("module speaks ABI version %d, this host speaks %d", int32(inst.stack[0]), abi.Version)
+	default:
+		err = inst.check(ctx)
 	}
 	if err != nil {
 		inst.close()
@@ -213,17 +214,18 @@ func (inst *instance) check(ctx context.Context) error {
 	}
 	cs := &inst.cs
 	cs.errMsg = ""
-	res, err := fn.Call(withCall(ctx, cs))
+	stopped, err := inst.invoke(ctx, inst.p.spec.Timeout, fn)
 	inst.flush()
-	switch {
-	case err != nil:
-		return fmt.Errorf("%s: %w", abi.ExportCheck, err)
-	case int32(res[0]) == abi.StatusOK:
+	switch status := int32(inst.stack[0]); {
+	case err != nil || stopped:
+		e := inst.classify(stopped, ctx, inst.p.spec.Timeout, err)
+		return fmt.Errorf("%s: %s: %w", abi.ExportCheck, e.Kind, e.Err)
+	case status == abi.StatusOK:
 		return nil
-	case int32(res[0]) == abi.StatusConfig:
+	case status == abi.StatusConfig:
 		return &ConfigError{Msg: cs.errMsg}
 	case cs.errMsg == "":
-		return fmt.Errorf("%s returned status %d", abi.ExportCheck, int32(res[0]))
+		return fmt.Errorf("%s returned status %d", abi.ExportCheck, status)
 	default:
 		return errors.New(cs.errMsg)
 	}

@@ -1,5 +1,7 @@
 package wasmhost_test
 
+import "fmt"
+
 // A tiny WebAssembly encoder for hand-made test modules: ABI violations the
 // Go toolchain cannot produce, and a guest with no runtime at all, whose
 // calls measure the host's own overhead.
@@ -33,7 +35,9 @@ type wasmModule struct {
 	funcs     []wasmFunc
 	memPages  uint32 // minimum pages of an exported "memory"
 	noMemory  bool
-	memExport string // export name of the memory, default "memory"
+	memExport string  // export name of the memory, default "memory"
+	globals   []int32 // mutable i32 globals, exported as g0, g1...
+	start     bool    // a start section naming the first function
 }
 
 // abiModule is a minimal module satisfying ABI version 1, with handle's
@@ -101,7 +105,18 @@ func (m wasmModule) bytes() []byte {
 	if len(mems) > 0 {
 		out = append(out, section(5, mems)...)
 	}
+	var globals [][]byte
+	for i, g := range m.globals {
+		globals = append(globals, concat([]byte{tI32, 1}, i32Const(g), []byte{opEnd}))
+		exports = append(exports, concat(name(fmt.Sprintf("g%d", i)), []byte{3}, uleb(uint32(i))))
+	}
+	if len(globals) > 0 {
+		out = append(out, section(6, globals)...)
+	}
 	out = append(out, section(7, exports)...)
+	if m.start {
+		out = concat(out, []byte{8}, uleb(uint32(len(uleb(uint32(len(m.imports)))))), uleb(uint32(len(m.imports))))
+	}
 	return append(out, section(10, code)...)
 }
 

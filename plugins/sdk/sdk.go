@@ -99,6 +99,43 @@ func (e Event) Object() (map[string]any, error) { return decodeMap(e.Field()) }
 // Updated.
 func (e Event) OldObject() (map[string]any, error) { return decodeMap(e.OldField()) }
 
+// Change is one difference between the previous and the current object:
+// its path below the field Changes was asked for, and the old and new
+// values there (a Value that does not exist where the path was added or
+// removed).
+type Change struct {
+	Path     []PathElem
+	Old, New Value
+}
+
+// PathElem is one step of a Change's path: a map key, or a list index when
+// Index is not -1.
+type PathElem = abi.PathElem
+
+// Changes lists what changed in one field between the previous and the
+// current object, addressed as by Field (for events without a previous
+// object, the whole field is one new value): maps key by key (sorted), lists index by index, other values as a
+// whole. The host, which holds both objects decoded, compares them and
+// sends only the changed values, so nothing unchanged is decoded: the
+// cheapest way to a diff. Changes() with no segments compares the whole
+// objects.
+func (e Event) Changes(path ...string) ([]Change, error) {
+	var buf [256]byte
+	raw, ok := hostGetChanges(abi.AppendPointer(buf[:0], path...))
+	if !ok {
+		return nil, ErrNotFound
+	}
+	cs, err := abi.ParseChanges(raw)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Change, len(cs))
+	for i, c := range cs {
+		out[i] = Change{Path: c.Path, Old: Value{raw: c.Old}, New: Value{raw: c.New}}
+	}
+	return out, nil
+}
+
 func decodeMap(v Value) (map[string]any, error) {
 	if !v.Exists() {
 		return nil, nil

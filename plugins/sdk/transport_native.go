@@ -17,6 +17,10 @@ func hostReadInput(int) []byte { return bridge.Current().ReadInput() }
 
 func hostGetField(pointer []byte) ([]byte, bool) { return bridge.Current().GetField(string(pointer)) }
 
+func hostGetChanges(pointer []byte) ([]byte, bool) {
+	return bridge.Current().GetChanges(string(pointer))
+}
+
 func hostGetConfig() ([]byte, bool) { return bridge.Current().GetConfig() }
 
 func hostEmit(rec []byte) int32 { return bridge.Current().Emit(rec) }

@@ -42,6 +42,10 @@ func readInput(ptr unsafe.Pointer)
 //go:noescape
 func getField(path unsafe.Pointer, pathLen uint32, buf unsafe.Pointer, bufCap uint32) int32
 
+//go:wasmimport faro get_changes
+//go:noescape
+func getChanges(path unsafe.Pointer, pathLen uint32, buf unsafe.Pointer, bufCap uint32) int32
+
 //go:wasmimport faro get_config
 //go:noescape
 func getConfig(buf unsafe.Pointer, bufCap uint32) int32
@@ -83,12 +87,16 @@ func hostReadInput(n int) []byte {
 	return inputBuf
 }
 
-// hostGetField and hostGetConfig follow the ABI's buffer protocol: the
-// host writes the result into the buffer when it fits and always returns
-// its length (or a negative code), so a second call with a big enough
-// buffer follows only for results larger than scratch.
-func hostGetField(pointer []byte) ([]byte, bool) {
-	n := getField(ptr(pointer), uint32(len(pointer)), ptr(scratch), uint32(len(scratch)))
+// hostGetField, hostGetChanges and hostGetConfig follow the ABI's buffer
+// protocol: the host writes the result into the buffer when it fits and
+// always returns its length (or a negative code), so a second call with a
+// big enough buffer follows only for results larger than scratch.
+func hostGetField(pointer []byte) ([]byte, bool) { return getByPointer(getField, pointer) }
+
+func hostGetChanges(pointer []byte) ([]byte, bool) { return getByPointer(getChanges, pointer) }
+
+func getByPointer(get func(path unsafe.Pointer, pathLen uint32, buf unsafe.Pointer, bufCap uint32) int32, pointer []byte) ([]byte, bool) {
+	n := get(ptr(pointer), uint32(len(pointer)), ptr(scratch), uint32(len(scratch)))
 	if n < 0 {
 		return nil, false
 	}
@@ -96,7 +104,7 @@ func hostGetField(pointer []byte) ([]byte, bool) {
 		return append([]byte(nil), scratch[:n]...), true
 	}
 	buf := make([]byte, n)
-	if getField(ptr(pointer), uint32(len(pointer)), ptr(buf), uint32(len(buf))) != n {
+	if get(ptr(pointer), uint32(len(pointer)), ptr(buf), uint32(len(buf))) != n {
 		return nil, false
 	}
 	return buf, true

@@ -7,7 +7,7 @@
 //	fields: [spec, data]  # top-level fields to compare (default spec, data)
 //	max_changes: 50       # changes listed per event; the rest are counted
 //	full_decode: false    # decode whole objects instead of asking the host
-//	                      # for the fields; only useful to compare the costs
+//	                      # for the changes; only useful to compare the costs
 //
 // Record:
 //
@@ -20,12 +20,11 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"reflect"
-	"slices"
 	"strconv"
 	"unicode/utf8"
 
 	"github.com/faro-dev/faro/plugins/sdk"
+	"github.com/faro-dev/faro/plugins/sdk/abi"
 )
 
 func main() {}
@@ -46,11 +45,11 @@ type config struct {
 }
 
 // Change is one changed path; Old or New is absent when the path was added
-// or removed.
+// or removed (or holds null).
 type Change struct {
-	Path string `json:"path"`
-	Old  any    `json:"old,omitempty"`
-	New  any    `json:"new,omitempty"`
+	Path string          `json:"path"`
+	Old  json.RawMessage `json:"old,omitempty"`
+	New  json.RawMessage `json:"new,omitempty"`
 }
 
 type record struct {
@@ -68,104 +67,55 @@ func handle(ev sdk.Event) error {
 	if ev.Type != sdk.Updated {
 		return nil
 	}
-	kind, olds, news, err := fields(ev, cfg)
-	if err != nil {
-		return err
-	}
 	var changes []Change
-	for i, f := range cfg.Fields {
-		changes = diff(changes, pathSegment("", f), olds[i], news[i])
+	for _, f := range cfg.Fields {
+		cs, err := fieldChanges(ev, f)
+		if err != nil {
+			return err
+		}
+		for _, c := range cs {
+			path := pathSegment("", f)
+			for _, e := range c.Path {
+				if e.Index >= 0 {
+					path += "[" + strconv.Itoa(e.Index) + "]"
+				} else {
+					path = pathSegment(path, e.Key)
+				}
+			}
+			changes = append(changes, Change{Path: path, Old: compact(c.Old), New: compact(c.New)})
+		}
 	}
 	if len(changes) == 0 {
 		return nil
 	}
-	rec := record{Key: ev.Key(), Kind: kind, ResourceVersion: ev.ResourceVersion, Changes: changes}
+	rec := record{Key: ev.Key(), Kind: ev.Kind(), ResourceVersion: ev.ResourceVersion, Changes: changes}
 	if cfg.MaxChanges > 0 && len(changes) > cfg.MaxChanges {
 		rec.Changes, rec.Omitted = changes[:cfg.MaxChanges], len(changes)-cfg.MaxChanges
 	}
 	return sdk.Emit(rec)
 }
 
-// fields returns the object's kind and the old and new values of the
-// configured fields (nil when absent): by default fetched one by one from
-// the host, with full_decode by decoding both whole objects.
-func fields(ev sdk.Event, cfg config) (kind string, olds, news []any, err error) {
-	if cfg.FullDecode {
-		oldObj, err := ev.OldObject()
-		if err != nil {
-			return "", nil, nil, err
+// fieldChanges lists the changes of one top-level field: by default
+// compared on the host, which sends only what changed; with full_decode
+// from both whole objects decoded here.
+func fieldChanges(ev sdk.Event, field string) ([]abi.Change, error) {
+	if !cfg.FullDecode {
+		cs, err := ev.Changes(field)
+		out := make([]abi.Change, len(cs))
+		for i, c := range cs {
+			out[i] = abi.Change{Path: c.Path, Old: c.Old.Raw(), New: c.New.Raw()}
 		}
-		newObj, err := ev.Object()
-		if err != nil {
-			return "", nil, nil, err
-		}
-		for _, f := range cfg.Fields {
-			olds, news = append(olds, oldObj[f]), append(news, newObj[f])
-		}
-		kind, _ = newObj["kind"].(string)
-		return kind, olds, news, nil
+		return out, err
 	}
-	for _, f := range cfg.Fields {
-		var o, n any
-		if v := ev.OldField(f); v.Exists() {
-			if err := v.Decode(&o); err != nil {
-				return "", nil, nil, err
-			}
-		}
-		if v := ev.Field(f); v.Exists() {
-			if err := v.Decode(&n); err != nil {
-				return "", nil, nil, err
-			}
-		}
-		olds, news = append(olds, o), append(news, n)
+	oldObj, err := ev.OldObject()
+	if err != nil {
+		return nil, err
 	}
-	return ev.Kind(), olds, news, nil
-}
-
-// diff appends the changes between two decoded JSON values: maps key by
-// key (sorted), lists index by index, anything else as a whole.
-func diff(changes []Change, path string, old, new any) []Change {
-	switch o := old.(type) {
-	case map[string]any:
-		if n, ok := new.(map[string]any); ok {
-			for _, k := range sortedKeys(o, n) {
-				changes = diff(changes, pathSegment(path, k), o[k], n[k])
-			}
-			return changes
-		}
-	case []any:
-		if n, ok := new.([]any); ok {
-			for i := range max(len(o), len(n)) {
-				var ov, nv any
-				if i < len(o) {
-					ov = o[i]
-				}
-				if i < len(n) {
-					nv = n[i]
-				}
-				changes = diff(changes, path+"["+strconv.Itoa(i)+"]", ov, nv)
-			}
-			return changes
-		}
+	newObj, err := ev.Object()
+	if err != nil {
+		return nil, err
 	}
-	if reflect.DeepEqual(old, new) {
-		return changes
-	}
-	return append(changes, Change{Path: path, Old: compact(old), New: compact(new)})
-}
-
-func sortedKeys(a, b map[string]any) []string {
-	keys := make([]string, 0, len(a)+len(b))
-	for k := range a {
-		keys = append(keys, k)
-	}
-	for k := range b {
-		if _, ok := a[k]; !ok {
-			keys = append(keys, k)
-		}
-	}
-	slices.Sort(keys)
-	return keys
+	return abi.ChangesAt(oldObj, newObj, string(abi.AppendPointer(nil, field))), nil
 }
 
 // plainKey reports whether key reads unambiguously after a dot.
@@ -194,14 +144,23 @@ func pathSegment(path, key string) string {
 	return path + "." + key
 }
 
-// compact cuts long strings, which are common in ConfigMap data.
-func compact(v any) any {
-	if s, ok := v.(string); ok && len(s) > maxValue {
-		cut := maxValue
-		for cut > 0 && !utf8.RuneStart(s[cut]) {
-			cut--
+// compact cuts long strings, which are common in ConfigMap data; null is
+// left out like an absent value.
+func compact(v json.RawMessage) json.RawMessage {
+	if len(v) <= maxValue || v[0] != '"' {
+		if string(v) == "null" {
+			return nil
 		}
-		return s[:cut] + fmt.Sprintf("...(+%d bytes)", len(s)-cut)
+		return v
 	}
-	return v
+	var s string
+	if json.Unmarshal(v, &s) != nil || len(s) <= maxValue {
+		return v
+	}
+	cut := maxValue
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	b, _ := json.Marshal(s[:cut] + fmt.Sprintf("...(+%d bytes)", len(s)-cut))
+	return b
 }

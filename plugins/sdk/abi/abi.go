@@ -37,13 +37,14 @@ const HostModule = "faro"
 
 // Functions of HostModule. Signatures are documented in ABI.md.
 const (
-	ImportReadInput = "read_input" // (ptr i32)
-	ImportGetField  = "get_field"  // (path_ptr, path_len, buf_ptr, buf_cap i32) -> i32
-	ImportGetConfig = "get_config" // (buf_ptr, buf_cap i32) -> i32
-	ImportEmit      = "emit"       // (ptr, len i32) -> i32
-	ImportSetError  = "set_error"  // (ptr, len i32)
-	ImportLog       = "log"        // (level, ptr, len i32)
-	ImportHTTPPost  = "http_post"  // (url_ptr, url_len, body_ptr, body_len, resp_ptr, resp_cap, resp_len_ptr i32) -> i32
+	ImportReadInput  = "read_input"  // (ptr i32)
+	ImportGetField   = "get_field"   // (path_ptr, path_len, buf_ptr, buf_cap i32) -> i32
+	ImportGetChanges = "get_changes" // (path_ptr, path_len, buf_ptr, buf_cap i32) -> i32
+	ImportGetConfig  = "get_config"  // (buf_ptr, buf_cap i32) -> i32
+	ImportEmit       = "emit"        // (ptr, len i32) -> i32
+	ImportSetError   = "set_error"   // (ptr, len i32)
+	ImportLog        = "log"         // (level, ptr, len i32)
+	ImportHTTPPost   = "http_post"   // (url_ptr, url_len, body_ptr, body_len, resp_ptr, resp_cap, resp_len_ptr i32) -> i32
 )
 
 // Values returned by ExportHandle.
@@ -59,7 +60,7 @@ const (
 // Results of host functions. Non-negative results are lengths (get_field,
 // get_config), zero (emit) or an HTTP status code (http_post).
 const (
-	ErrNotFound int32 = -1 // get_field, get_config: nothing at that path, no config
+	ErrNotFound int32 = -1 // get_field, get_config: nothing at that path, no config; get_changes: pointer over 4 KiB
 	ErrInvalid  int32 = -2 // emit: not a JSON object; http_post: not an http(s) URL
 	ErrLimit    int32 = -3 // emit: per-event output limit reached; http_post: body too large
 	ErrDenied   int32 = -4 // http_post: host not in the plugin's allowed_hosts

@@ -2,6 +2,8 @@ package abi
 
 import (
 	"encoding/json"
+	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -104,6 +106,61 @@ func FuzzParseHeader(f *testing.F) {
 		h, err := ParseHeader(b)
 		if err == nil && string(AppendHeader(nil, &h)) != string(b) {
 			t.Fatalf("ParseHeader(%q) = %+v does not round-trip", b, h)
+		}
+	})
+}
+
+func TestChangesAt(t *testing.T) {
+	var old, cur any
+	json.Unmarshal([]byte(`{"data":{"a":"1","b":"x","app.conf":"k=v","n":1},"spec":{"l":[1,2],"m":{}}}`), &old)
+	json.Unmarshal([]byte(`{"data":{"a":"2","c":"y","app.conf":"k=v","n":1.0},"spec":{"l":[1,3,4],"m":[]}}`), &cur)
+	tests := []struct {
+		pointer string
+		want    string // path=old>new, ";"-separated; "-" for absent
+	}{
+		{"/data", `/a="1">"2";/b="x">-;/c=->"y"`},
+		{"/spec", `/l/1=2>3;/l/2=->4;/m={}>[]`},
+		{"/data/a", `="1">"2"`},
+		{"/data/app.conf", ``},
+		{"/none", ``},
+		{"/spec/l/2", `=->4`},
+	}
+	for _, tt := range tests {
+		cs, err := ParseChanges(AppendChanges(nil, ChangesAt(old, cur, tt.pointer)))
+		if err != nil {
+			t.Fatalf("%s: %v", tt.pointer, err)
+		}
+		var got []string
+		for _, c := range cs {
+			var path string
+			for _, e := range c.Path {
+				if e.Index >= 0 {
+					path += "/" + strconv.Itoa(e.Index)
+				} else {
+					path += "/" + e.Key
+				}
+			}
+			side := func(b []byte) string {
+				if b == nil {
+					return "-"
+				}
+				return string(b)
+			}
+			got = append(got, path+"="+side(c.Old)+">"+side(c.New))
+		}
+		if s := strings.Join(got, ";"); s != tt.want {
+			t.Errorf("ChangesAt(%s) = %s, want %s", tt.pointer, s, tt.want)
+		}
+	}
+}
+
+func FuzzParseChanges(f *testing.F) {
+	f.Add(AppendChanges(nil, []Change{{Path: []PathElem{{Key: "a", Index: -1}, {Index: 3}}, Old: []byte(`1`)}}))
+	f.Add([]byte{1, 0, 0, 0, 0xff, 0xff, 0xff, 0xff})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		cs, err := ParseChanges(b)
+		if err == nil && string(AppendChanges(nil, cs)) != string(b) {
+			t.Fatalf("ParseChanges(%q) = %+v does not round-trip", b, cs)
 		}
 	})
 }

@@ -197,6 +197,10 @@ func (c *call) GetField(pointer string) ([]byte, bool) {
 	return b, err == nil
 }
 
+func (c *call) GetChanges(pointer string) ([]byte, bool) {
+	return abi.AppendChanges(nil, abi.ChangesAt(c.ev.OldObject, c.ev.Object, pointer)), true
+}
+
 func (c *call) GetConfig() ([]byte, bool) { return c.config, c.config != nil }
 
 func (c *call) Emit(rec []byte) int32 {

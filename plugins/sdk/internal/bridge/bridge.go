@@ -8,6 +8,7 @@ package bridge
 type Host interface {
 	ReadInput() []byte
 	GetField(pointer string) ([]byte, bool)
+	GetChanges(pointer string) ([]byte, bool)
 	GetConfig() ([]byte, bool)
 	Emit(record []byte) int32
 	SetError(msg string)
