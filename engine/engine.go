@@ -1,6 +1,7 @@
 // Package engine is the middle of Faro's pipeline: it discovers what the API
-// server serves, keeps one dynamic informer per distinct watch the rules
-// need (following CRDs as they come and go), passes every event through the
+// server serves, keeps one informer per distinct watch the rules need
+// (following CRDs as they come and go; its cache holds objects in the
+// compact form of internal/object), passes every event through the
 // delivery ledger of its resource (the one record of what the rules were
 // told, optionally kept across restarts by a Checkpoint), queues what the
 // ledger admits in order per object on a rate-limited workqueue, matches it

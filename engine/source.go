@@ -289,8 +289,9 @@ func (e *Engine) watchCRDs(ctx context.Context) <-chan struct{} {
 	return done
 }
 
-// stripManagedFields drops metadata.managedFields before objects are cached:
-// nobody reads them and they are often the largest part of an object.
+// stripManagedFields drops metadata.managedFields before the CRD watch
+// caches a CustomResourceDefinition (the resources' watches decode objects
+// without them: see listWatch).
 func stripManagedFields(obj any) (any, error) {
 	if u, ok := obj.(*unstructured.Unstructured); ok {
 		u.SetManagedFields(nil)
