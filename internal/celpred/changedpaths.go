@@ -3,6 +3,8 @@ package celpred
 import (
 	"slices"
 	"strconv"
+
+	"github.com/faro-dev/faro/plugins/sdk/abi"
 )
 
 // diffPaths returns the sorted paths of the fields that differ between
@@ -109,7 +111,7 @@ func (d *differ) values(a, b any) {
 			return
 		}
 	default:
-		if scalarEqual(a, b) {
+		if abi.ScalarEqual(a, b) {
 			return
 		}
 	}
@@ -132,42 +134,4 @@ func (d *differ) lists(a, b []any) {
 	}
 	d.depth--
 	d.inMetadata = meta
-}
-
-// scalarEqual compares two JSON scalars (or, for values that are not
-// unstructured JSON, falls back to ==; incomparable values are unequal).
-func scalarEqual(a, b any) bool {
-	if ia, ok := a.(int64); ok {
-		if ib, ok := b.(int64); ok {
-			return ia == ib
-		}
-	}
-	if fa, ok := number(a); ok {
-		fb, ok := number(b)
-		return ok && fa == fb
-	}
-	switch a.(type) {
-	case map[string]any, []any:
-		return false
-	}
-	switch b.(type) {
-	case map[string]any, []any:
-		return false
-	}
-	defer func() { _ = recover() }() // uncomparable dynamic types
-	return a == b
-}
-
-func number(v any) (float64, bool) {
-	switch n := v.(type) {
-	case int64:
-		return float64(n), true
-	case float64:
-		return n, true
-	case int:
-		return float64(n), true
-	case int32:
-		return float64(n), true
-	}
-	return 0, false
 }

@@ -154,6 +154,29 @@ func TestChangesAt(t *testing.T) {
 	}
 }
 
+func TestScalarEqual(t *testing.T) {
+	tests := []struct {
+		a, b any
+		want bool
+	}{
+		{int64(1), float64(1), true},
+		{json.Number("1.0"), int64(1), true},
+		{int64(1<<53 + 1), int64(1 << 53), false}, // equal as float64s
+		{int64(7), int64(7), true},
+		{"1", int64(1), false},
+		{nil, nil, true},
+		{nil, "", false},
+		{true, true, true},
+		{map[string]any{}, map[string]any{}, false},
+		{[]any{}, "x", false},
+	}
+	for _, tt := range tests {
+		if got := ScalarEqual(tt.a, tt.b); got != tt.want {
+			t.Errorf("ScalarEqual(%#v, %#v) = %v, want %v", tt.a, tt.b, got, tt.want)
+		}
+	}
+}
+
 func FuzzParseChanges(f *testing.F) {
 	f.Add(AppendChanges(nil, []Change{{Path: []PathElem{{Key: "a", Index: -1}, {Index: 3}}, Old: []byte(`1`)}}))
 	f.Add([]byte{1, 0, 0, 0, 0xff, 0xff, 0xff, 0xff})

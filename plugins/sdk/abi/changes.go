@@ -59,7 +59,7 @@ func (d *differ) values(old, new any, hasOld, hasNew bool) {
 				return
 			}
 		default:
-			if scalarEqual(old, new) {
+			if ScalarEqual(old, new) {
 				return
 			}
 		}
@@ -109,17 +109,29 @@ func (d *differ) lists(o, n []any) {
 	}
 }
 
-// scalarEqual compares two JSON scalars.
-func scalarEqual(a, b any) bool {
+// ScalarEqual reports whether two decoded JSON values, not both maps and
+// not both lists, are equal: numbers by value (two int64s exactly; 1
+// equals 1.0), other scalars by ==; a map or a list equals nothing here.
+func ScalarEqual(a, b any) bool {
+	if ia, ok := a.(int64); ok {
+		if ib, ok := b.(int64); ok {
+			return ia == ib
+		}
+	}
 	if fa, ok := number(a); ok {
 		fb, ok := number(b)
 		return ok && fa == fb
 	}
 	switch a.(type) {
-	case string, bool, nil:
-		return a == b
+	case map[string]any, []any:
+		return false
 	}
-	return false
+	switch b.(type) {
+	case map[string]any, []any:
+		return false
+	}
+	defer func() { _ = recover() }() // uncomparable dynamic types
+	return a == b
 }
 
 func number(v any) (float64, bool) {
@@ -129,6 +141,8 @@ func number(v any) (float64, bool) {
 	case int64:
 		return float64(n), true
 	case int:
+		return float64(n), true
+	case int32:
 		return float64(n), true
 	case json.Number:
 		f, err := n.Float64()
