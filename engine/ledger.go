@@ -139,12 +139,6 @@ func newResourceLedger(gvr schema.GroupVersionResource, kind string, push func(*
 	return &resourceLedger{gvr: gvr, kind: kind, isNS: isNamespaceResource(gvr), push: push, warn: warn, entries: map[string]*entry{}}
 }
 
-// parseRV parses a resource version; etcd's are unsigned integers.
-func parseRV(s string) (uint64, bool) {
-	n, err := strconv.ParseUint(s, 10, 64)
-	return n, err == nil
-}
-
 // admit passes one event of informer src through the ledger. old is the
 // informer's previous state on UPDATED; initial marks an ADDED from a
 // watch's initial list.

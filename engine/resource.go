@@ -9,6 +9,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/faro-dev/faro/config"
+	"github.com/faro-dev/faro/internal/object"
 	"github.com/faro-dev/faro/rules"
 )
 
@@ -149,7 +150,7 @@ func (e *Engine) newResource(api apiResource) *resource {
 	if e.opts.Checkpoint != nil {
 		r := e.opts.Checkpoint.Resume(api.GVR)
 		for _, o := range r.Objects {
-			rv, _ := parseRV(o.ResourceVersion)
+			rv, _ := object.ParseRV(o.ResourceVersion)
 			l.entries[placeKey(nsName{o.Namespace, o.Name})] = &entry{uid: o.UID, rv: rv}
 		}
 		if len(r.Objects) > 0 {

@@ -142,7 +142,7 @@ func (e *Engine) listWatch(w *informer) cache.ListerWatcher {
 	selector := w.key.Selector
 	opts := object.Options{KeepLastApplied: e.opts.KeepLastApplied}
 	noteListed := func(rv string) {
-		n, _ := parseRV(rv)
+		n, _ := object.ParseRV(rv)
 		w.listed.Store(n)
 	}
 	return &cache.ListWatch{
@@ -267,7 +267,7 @@ func (e *Engine) watchCRDs(ctx context.Context) <-chan struct{} {
 	// finds new (see Engine.appeared).
 	note := func(obj any) {
 		if u, ok := obj.(*unstructured.Unstructured); ok {
-			if rv, ok := parseRV(u.GetResourceVersion()); ok && rv > e.crdRV.Load() {
+			if rv, ok := object.ParseRV(u.GetResourceVersion()); ok && rv > e.crdRV.Load() {
 				e.crdRV.Store(rv)
 			}
 		}

@@ -95,7 +95,7 @@ func decode(raw []byte, opts Options, typ metav1.TypeMeta) (*Object, error) {
 		}
 	}
 	o.raw = out
-	o.rv, o.rvOK = parseRV(o.ResourceVersion)
+	o.rv, o.rvOK = ParseRV(o.ResourceVersion)
 	return o, nil
 }
 
@@ -182,7 +182,9 @@ func withType(raw []byte, typ metav1.TypeMeta) []byte {
 	return append(out, rest...)
 }
 
-func parseRV(s string) (uint64, bool) {
+// ParseRV parses a resource version as an unsigned integer (etcd's are),
+// and reports whether it is one.
+func ParseRV(s string) (uint64, bool) {
 	n, err := strconv.ParseUint(s, 10, 64)
 	return n, err == nil
 }
