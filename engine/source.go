@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"sort"
 	"strings"
@@ -145,10 +146,14 @@ func (e *Engine) listWatch(w *informer) cache.ListerWatcher {
 		n, _ := object.ParseRV(rv)
 		w.listed.Store(n)
 	}
+	// get opens the response body of a list or watch of the scope.
+	get := func(ctx context.Context, o *metav1.ListOptions) (io.ReadCloser, error) {
+		o.LabelSelector = selector
+		return e.raw.Get().AbsPath(path...).VersionedParams(o, metav1.ParameterCodec).Stream(ctx)
+	}
 	return &cache.ListWatch{
 		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-			o.LabelSelector = selector
-			body, err := e.raw.Get().AbsPath(path...).VersionedParams(&o, metav1.ParameterCodec).Stream(ctx)
+			body, err := get(ctx, &o)
 			if err != nil {
 				return nil, err
 			}
@@ -161,9 +166,8 @@ func (e *Engine) listWatch(w *informer) cache.ListerWatcher {
 			return list, nil
 		},
 		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (apiwatch.Interface, error) {
-			o.LabelSelector = selector
 			o.Watch = true
-			body, err := e.raw.Get().AbsPath(path...).VersionedParams(&o, metav1.ParameterCodec).Stream(ctx)
+			body, err := get(ctx, &o)
 			if err != nil {
 				return nil, err
 			}

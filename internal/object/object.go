@@ -70,23 +70,24 @@ type Options struct {
 // anything is stripped from it; otherwise the Object keeps it, so the caller
 // must not modify it afterwards.
 func Decode(raw []byte, opts Options) (*Object, error) {
-	return decode(raw, opts, metav1.TypeMeta{})
+	return decode(raw, opts, nil)
 }
 
 // decode is Decode of an object whose apiVersion and kind, when its JSON
-// lacks them (the items of a list of a built-in type), are those of typ:
-// they are then written into its JSON, so that every reader sees them.
-func decode(raw []byte, opts Options, typ metav1.TypeMeta) (*Object, error) {
+// lacks them (the items of a list of a built-in type), are written into
+// its JSON from typeHead (see typeHead; nil: none), so that every reader
+// sees them.
+func decode(raw []byte, opts Options, typeHead []byte) (*Object, error) {
 	o := &Object{}
 	s := scanner{buf: raw}
 	if err := o.read(&s, &opts); err != nil {
 		return nil, fmt.Errorf("decoding object: %w", err)
 	}
 	out := s.without()
-	if o.Kind == "" && o.APIVersion == "" && typ.Kind != "" {
-		out = withType(out, typ)
+	if o.Kind == "" && o.APIVersion == "" && typeHead != nil {
+		out = withType(out, typeHead)
 	}
-	if len(out) != len(raw) || len(s.cut) > 0 {
+	if len(out) != len(raw) {
 		// Read again so that the identity shares the new bytes, not the
 		// old ones.
 		*o = Object{}
@@ -169,13 +170,19 @@ func Identity(apiVersion, kind, namespace, name string, uid types.UID, resourceV
 	return o
 }
 
-// withType returns the object raw with apiVersion and kind first.
-func withType(raw []byte, typ metav1.TypeMeta) []byte {
+// typeHead is the start of an object of type typ: its opening brace, kind
+// and apiVersion.
+func typeHead(typ metav1.TypeMeta) []byte {
 	head, _ := json.Marshal(typ) // {"kind":...,"apiVersion":...}
+	return head[:len(head)-1]
+}
+
+// withType returns the object raw with head (see typeHead) first.
+func withType(raw, head []byte) []byte {
 	i := bytes.IndexByte(raw, '{') + 1
 	rest := bytes.TrimLeft(raw[i:], " \t\r\n")
 	out := make([]byte, 0, len(head)+len(rest)+1)
-	out = append(out, head[:len(head)-1]...)
+	out = append(out, head...)
 	if len(rest) > 0 && rest[0] != '}' {
 		out = append(out, ',')
 	}

@@ -72,12 +72,13 @@ func (l *List) decodeItems(dec *json.Decoder, opts Options) error {
 	if d, ok := tok.(json.Delim); !ok || d != '[' {
 		return fmt.Errorf("want an array, got %v", tok)
 	}
+	head := l.itemTypeHead()
 	for dec.More() {
 		var raw json.RawMessage
 		if err := dec.Decode(&raw); err != nil {
 			return err
 		}
-		o, err := decode(raw, opts, l.itemType())
+		o, err := decode(raw, opts, head)
 		if err != nil {
 			return fmt.Errorf("item %d: %w", len(l.Items), err)
 		}
@@ -87,14 +88,15 @@ func (l *List) decodeItems(dec *json.Decoder, opts Options) error {
 	return err
 }
 
-// itemType is the type of the list's items, from its own: the server
-// leaves it out of the items of a list of a built-in type.
-func (l *List) itemType() metav1.TypeMeta {
+// itemTypeHead is the typeHead of the list's items, from its own type (the
+// server writes it before the items, and leaves it out of the items of a
+// list of a built-in type); nil when the list has none.
+func (l *List) itemTypeHead() []byte {
 	kind, ok := strings.CutSuffix(l.Kind, "List")
 	if !ok || kind == "" {
-		return metav1.TypeMeta{}
+		return nil
 	}
-	return metav1.TypeMeta{APIVersion: l.APIVersion, Kind: kind}
+	return typeHead(metav1.TypeMeta{APIVersion: l.APIVersion, Kind: kind})
 }
 
 func expectDelim(dec *json.Decoder, want json.Delim) error {
