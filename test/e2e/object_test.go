@@ -18,9 +18,16 @@ import (
 // TestPluginsSeeTheAPIObjects: Faro caches objects as their stripped JSON
 // and decodes them only for CEL and plugins. What a plugin gets is the
 // object the API serves, less managedFields and the last-applied
-// annotation: for an object of the initial events and one created later,
-// on ADDED and UPDATED; and CEL reads object and oldObject of an UPDATED.
+// annotation (kept with keep_last_applied: true): for an object of the
+// initial events and one created later, on ADDED and UPDATED; and CEL
+// reads object and oldObject of an UPDATED.
 func TestPluginsSeeTheAPIObjects(t *testing.T) {
+	for _, keep := range []bool{false, true} {
+		t.Run(fmt.Sprintf("keep_last_applied=%v", keep), func(t *testing.T) { testPluginsSeeTheAPIObjects(t, keep) })
+	}
+}
+
+func testPluginsSeeTheAPIObjects(t *testing.T, keepLastApplied bool) {
 	ns := createNamespace(t, "objects")
 	wasm := filepath.Join(builtPlugins(t), "guest.wasm")
 	deployments := dyn.Resource(schema.GroupVersionResource{Group: "apps", Version: "v1", Resource: "deployments"}).Namespace(ns)
@@ -51,9 +58,10 @@ func TestPluginsSeeTheAPIObjects(t *testing.T) {
 	}
 	create("echo.listed")
 	f := startFaro(t, fmt.Sprintf(`
+keep_last_applied: %[3]v
 plugins:
   - name: echo
-    path: %s
+    path: %[1]s
 resources:
   - gvr: apps/v1/deployments
     namespace_patterns: [%[2]q]
@@ -62,7 +70,7 @@ resources:
     namespace_patterns: [%[2]q]
     event_types: [UPDATED]
     cel: "object.spec.replicas == 3 && oldObject.spec.replicas == 2 && object.kind == 'Deployment' && !has(object.metadata.managedFields)"
-`, wasm, ns))
+`, wasm, ns, keepLastApplied))
 	f.waitSynced()
 	create("echo.watched")
 	f.waitFor(waitTime, "the ADDED records", func([]event, []string) bool { return len(recordsOf(f.raw, "echo")) == 2 })
@@ -98,11 +106,13 @@ resources:
 			t.Fatalf("%s: the API's object has nothing to strip", name)
 		}
 		delete(wmd, "managedFields")
-		delete(wmd["annotations"].(map[string]any), corev1.LastAppliedConfigAnnotation)
+		if !keepLastApplied {
+			delete(wmd["annotations"].(map[string]any), corev1.LastAppliedConfigAnnotation)
+		}
 		if !reflect.DeepEqual(rec.Object, want) {
 			got, _ := json.Marshal(rec.Object)
 			exp, _ := json.Marshal(want)
-			t.Errorf("%s %s: the plugin got\n%s\nwant the API's object without managedFields and last-applied\n%s", rec.Type, name, got, exp)
+			t.Errorf("%s %s: the plugin got\n%s\nwant the API's object without managedFields (keep_last_applied: %v)\n%s", rec.Type, name, got, keepLastApplied, exp)
 		}
 	}
 }
