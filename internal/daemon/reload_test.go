@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -91,4 +92,38 @@ func reloads(t *testing.T, result string) float64 {
 	}
 	t.Fatalf("no faro_config_reloads_total{result=%q}", result)
 	return 0
+}
+
+// TestRestartNeeded: a reload that changes a setting read only at start
+// says so, naming it, and one that changes none says nothing.
+func TestRestartNeeded(t *testing.T) {
+	three := 3
+	tests := []struct {
+		setting string
+		edit    func(*config.Config)
+	}{
+		{"nothing", func(*config.Config) {}},
+		{"workers", func(c *config.Config) { c.Workers = 8 }},
+		{"max_retries", func(c *config.Config) { c.MaxRetries = &three }},
+		{"max_pending_per_object", func(c *config.Config) { c.MaxPendingPerObject = 10 }},
+		{"keep_last_applied", func(c *config.Config) { c.KeepLastApplied = true }},
+		{"state_dir", func(c *config.Config) { c.StateDir = "/var/lib/faro" }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.setting, func(t *testing.T) {
+			var out strings.Builder
+			d := &daemon{log: hclog.New(&hclog.LoggerOptions{Output: &out})}
+			old := &config.Config{Workers: 4}
+			cur := *old
+			tt.edit(&cur)
+			d.restartNeeded(old, &cur)
+			lines := strings.Count(out.String(), "it applies after a restart")
+			switch {
+			case tt.setting == "nothing" && lines != 0:
+				t.Errorf("nothing changed, but: %s", out.String())
+			case tt.setting != "nothing" && (lines != 1 || !strings.Contains(out.String(), tt.setting+" changed")):
+				t.Errorf("changing %s logged %q, want one warning naming it", tt.setting, out.String())
+			}
+		})
+	}
 }
