@@ -68,9 +68,16 @@ type entry struct {
 	gone bool
 }
 
-// setLast makes o the entry's newest state, and notes the entry on o, so
-// that the UPDATED that follows o finds it without a lookup (hinted).
-func (e *entry) setLast(o *object.Object) {
+// setLast makes o the newest state of e, and notes e on o, so that the
+// UPDATED that follows o finds it without a lookup (hinted). Called with
+// l.mu held.
+func (l *resourceLedger) setLast(e *entry, o *object.Object) {
+	if e.last != nil && e.last.Partial() {
+		l.partial--
+	}
+	if o.Partial() {
+		l.partial++
+	}
 	e.last = o
 	o.SetOwner(e)
 }
@@ -93,6 +100,9 @@ func hinted(old *object.Object) *entry {
 func (l *resourceLedger) drop(key string, e *entry) {
 	delete(l.entries, key)
 	e.gone = true
+	if e.last != nil && e.last.Partial() {
+		l.partial--
+	}
 }
 
 // maxTombstones bounds the tombstones a resource keeps while its watches
@@ -114,6 +124,13 @@ type resourceLedger struct {
 	// rules are the rules bound to the resource; every delivery carries
 	// the rules bound when it was admitted. Replaced whole, never mutated.
 	rules []*rules.Rule
+	// Bodies (see bind): partial counts the entries whose newest state is
+	// Partial; partialWatch is set while a watch of the resource caches
+	// metadata only. held are the rules that read bodies and wait for the
+	// end of both to be bound, when rules becomes full.
+	partial      int
+	partialWatch bool
+	held, full   []*rules.Rule
 	// since: an object first listed with a higher resource version
 	// appeared after Faro knew the resource (created while Faro was down,
 	// or after its CRD was established): its ADDED is not initial. 0 means
@@ -147,6 +164,7 @@ func (l *resourceLedger) admit(src *informer, typ config.EventType, obj, old *ob
 	rv, isInt := obj.RV()
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	defer l.release() // this event may give the last body held rules wait for
 	if src != nil {
 		src.marks.saw(rv)
 		l.src, l.srcRV = src, rv
@@ -185,18 +203,18 @@ func (l *resourceLedger) admit(src *informer, typ config.EventType, obj, old *ob
 		// another watch's cache takes the place of the one held, so that a
 		// stopped watch's cache is not kept alive through the ledger.
 		if e.uid == uid && rv == e.rv && !e.deleted {
-			e.setLast(obj)
+			l.setLast(e, obj)
 		}
 	case e.uid == uid:
 		switch {
 		case e.deleted:
 			// Gone: a lagging watch's news of it is stale.
 		case !isInt && e.last != nil && e.last.ResourceVersion == obj.ResourceVersion:
-			e.setLast(obj)
+			l.setLast(e, obj)
 		default:
 			prev := l.lastState(k, e)
 			e.rv = rv
-			e.setLast(obj)
+			l.setLast(e, obj)
 			l.deliver(k, delivery{typ: config.Updated, obj: obj, old: prev})
 		}
 	case e.deleted:
@@ -224,7 +242,7 @@ func (l *resourceLedger) admit(src *informer, typ config.EventType, obj, old *ob
 // add records a new object and delivers its ADDED. Called with l.mu held.
 func (l *resourceLedger) add(k nsName, obj *object.Object, rv uint64, initial bool) {
 	e := &entry{uid: obj.UID, rv: rv}
-	e.setLast(obj)
+	l.setLast(e, obj)
 	l.entries[placeKey(k)] = e
 	l.deliver(k, delivery{typ: config.Added, obj: obj, initial: initial && (l.since == 0 || rv <= l.since)})
 }
@@ -293,24 +311,6 @@ func (l *resourceLedger) deliver(k nsName, ev delivery) {
 	d.place, d.ledger = k, l
 	d.src, d.rv = l.src, l.srcRV
 	l.push(d)
-}
-
-// bind makes rs the rules of the resource. The rules in added (new to the
-// resource) get an initial ADDED of every object in the state the others
-// were last told, queued behind what was admitted before, so that they see
-// each object once and from then on every event.
-func (l *resourceLedger) bind(rs, added []*rules.Rule) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.rules = rs
-	if len(added) == 0 {
-		return
-	}
-	for key, e := range l.entries {
-		if !e.deleted && e.last != nil {
-			l.deliver(placeOf(key), delivery{typ: config.Added, obj: e.last, initial: true, rules: added})
-		}
-	}
 }
 
 // boundKeys returns the Keys of the bound rules.

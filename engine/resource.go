@@ -101,8 +101,11 @@ func (e *Engine) reconcile(ctx context.Context) ReconcileResult {
 		}
 		rsc.ledger.bind(rs, added)
 
+		// With a checkpoint, bodies are always cached: what it keeps of
+		// each object is what rules added after a restart are told was
+		// last delivered.
 		desired := map[watchKey]bool{}
-		for _, k := range watchesFor(gvr, apis[gvr].Namespaced, rs) {
+		for _, k := range watchesFor(gvr, apis[gvr].Namespaced, rs, e.opts.Checkpoint != nil) {
 			desired[k] = true
 		}
 		changed := false
@@ -132,6 +135,7 @@ func (e *Engine) reconcile(ctx context.Context) ReconcileResult {
 			rsc.sweep = true
 			rsc.ledger.setOverlap(len(rsc.watches) > len(desired))
 		}
+		e.notePartial(rsc)
 		e.settle(rsc)
 	}
 	sort.Strings(res.Started)
@@ -192,6 +196,7 @@ func (e *Engine) settle(rsc *resource) {
 			e.stopInformer(rsc, w)
 		}
 	}
+	e.notePartial(rsc)
 	if !rsc.sweep {
 		return
 	}
@@ -210,11 +215,24 @@ func (e *Engine) settle(rsc *resource) {
 	rsc.ledger.sweep(scopes)
 }
 
+// notePartial tells the ledger of rsc whether one of its watches caches
+// metadata only (see bind). Called with e.mu held.
+func (e *Engine) notePartial(rsc *resource) {
+	partial := false
+	for k := range rsc.watches {
+		partial = partial || !k.Bodies
+	}
+	rsc.ledger.setPartialWatch(partial)
+}
+
 // watchesFor decides the informers one resource needs for its rules: one
 // per namespace when every rule names only literal namespaces, else one for
 // all namespaces; the label selector goes to the server only when every rule
-// has the same one, otherwise each rule filters on its own selector.
-func watchesFor(gvr schema.GroupVersionResource, namespaced bool, rs []*rules.Rule) []watchKey {
+// has the same one, otherwise each rule filters on its own selector. They
+// cache objects whole when keepBodies is set or a rule reads bodies, else
+// their metadata only.
+func watchesFor(gvr schema.GroupVersionResource, namespaced bool, rs []*rules.Rule, keepBodies bool) []watchKey {
+	bodies := keepBodies || slices.ContainsFunc(rs, (*rules.Rule).ReadsBody)
 	selector := rs[0].Selector().String()
 	for _, r := range rs[1:] {
 		if r.Selector().String() != selector {
@@ -223,19 +241,19 @@ func watchesFor(gvr schema.GroupVersionResource, namespaced bool, rs []*rules.Ru
 		}
 	}
 	if !namespaced {
-		return []watchKey{{GVR: gvr, Selector: selector}}
+		return []watchKey{{GVR: gvr, Selector: selector, Bodies: bodies}}
 	}
 	var namespaces []string
 	for _, r := range rs {
 		if len(r.NamespacePatterns) == 0 || !all(r.NamespacePatterns, config.IsLiteralPattern) {
-			return []watchKey{{GVR: gvr, Selector: selector}}
+			return []watchKey{{GVR: gvr, Selector: selector, Bodies: bodies}}
 		}
 		namespaces = append(namespaces, r.NamespacePatterns...)
 	}
 	slices.Sort(namespaces)
 	var keys []watchKey
 	for _, ns := range slices.Compact(namespaces) {
-		keys = append(keys, watchKey{GVR: gvr, Namespace: ns, Selector: selector})
+		keys = append(keys, watchKey{GVR: gvr, Namespace: ns, Selector: selector, Bodies: bodies})
 	}
 	return keys
 }

@@ -24,12 +24,14 @@ import (
 	"github.com/faro-dev/faro/internal/object"
 )
 
-// watchKey identifies one informer: a resource, a namespace ("" = all) and
-// the label selector applied on the server ("" = none).
+// watchKey identifies one informer: a resource, a namespace ("" = all),
+// the label selector applied on the server ("" = none), and whether it
+// caches objects whole or their metadata only.
 type watchKey struct {
 	GVR       schema.GroupVersionResource
 	Namespace string
 	Selector  string
+	Bodies    bool
 }
 
 func (k watchKey) String() string {
@@ -39,6 +41,9 @@ func (k watchKey) String() string {
 	}
 	if k.Selector != "" {
 		s += " where " + k.Selector
+	}
+	if !k.Bodies {
+		s += " (metadata only)"
 	}
 	return s
 }
@@ -141,7 +146,7 @@ func (e *Engine) startInformer(ctx context.Context, rsc *resource, k watchKey) {
 func (e *Engine) listWatch(w *informer) cache.ListerWatcher {
 	path := resourcePath(w.key.GVR, w.key.Namespace)
 	selector := w.key.Selector
-	opts := object.Options{KeepLastApplied: e.opts.KeepLastApplied}
+	opts := object.Options{KeepLastApplied: e.opts.KeepLastApplied, MetadataOnly: !w.key.Bodies}
 	noteListed := func(rv string) {
 		n, _ := object.ParseRV(rv)
 		w.listed.Store(n)

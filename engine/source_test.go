@@ -12,6 +12,7 @@ import (
 	"k8s.io/client-go/discovery"
 
 	"github.com/faro-dev/faro/config"
+	"github.com/faro-dev/faro/internal/celpred"
 	"github.com/faro-dev/faro/rules"
 )
 
@@ -21,7 +22,11 @@ func compileRules(t testing.TB, yaml string) []*rules.Rule {
 	if err != nil {
 		t.Fatal(err)
 	}
-	set, err := rules.Compile(cfg, rules.Options{})
+	celc, err := celpred.NewCompiler(celpred.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	set, err := rules.Compile(cfg, rules.Options{CEL: celc})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -32,40 +37,56 @@ func TestWatchesFor(t *testing.T) {
 	tests := []struct {
 		name       string
 		namespaced bool
+		keepBodies bool
 		yaml       string
 		want       []string
 	}{
-		{"literal namespaces narrow the watch", true, `
+		{"literal namespaces narrow the watch", true, false, `
 resources:
   - {gvr: v1/configmaps, namespace_patterns: [a, b]}
   - {gvr: v1/configmaps, namespace_patterns: [b, c]}
-`, []string{"v1/configmaps in a", "v1/configmaps in b", "v1/configmaps in c"}},
-		{"one regex widens to all namespaces", true, `
+`, []string{"v1/configmaps in a (metadata only)", "v1/configmaps in b (metadata only)", "v1/configmaps in c (metadata only)"}},
+		{"one regex widens to all namespaces", true, false, `
 resources:
   - {gvr: v1/configmaps, namespace_patterns: [a]}
   - {gvr: v1/configmaps, namespace_patterns: ["prod-.*"]}
-`, []string{"v1/configmaps"}},
-		{"no namespace pattern means all", true, `
+`, []string{"v1/configmaps (metadata only)"}},
+		{"no namespace pattern means all", true, false, `
 resources:
   - {gvr: v1/configmaps, namespace_patterns: [a]}
   - {gvr: v1/configmaps}
-`, []string{"v1/configmaps"}},
-		{"one shared selector goes to the server", true, `
+`, []string{"v1/configmaps (metadata only)"}},
+		{"one shared selector goes to the server", true, false, `
 resources:
   - {gvr: v1/configmaps, label_selector: "team=a", name_pattern: x}
   - {gvr: v1/configmaps, label_selector: "team=a", name_pattern: y}
-`, []string{"v1/configmaps where team=a"}},
-		{"different selectors filter client-side on one informer", true, `
+`, []string{"v1/configmaps where team=a (metadata only)"}},
+		{"different selectors filter client-side on one informer", true, false, `
 resources:
   - {gvr: v1/configmaps, label_selector: "team=a"}
   - {gvr: v1/configmaps, label_selector: "team=b"}
-`, []string{"v1/configmaps"}},
-		{"cluster-scoped ignores namespaces", false, `
+`, []string{"v1/configmaps (metadata only)"}},
+		{"cluster-scoped ignores namespaces", false, false, `
 namespaces:
   - name_pattern: a
     resources:
       v1/namespaces: {}
-`, []string{"v1/namespaces"}},
+`, []string{"v1/namespaces (metadata only)"}},
+		{"one rule with CEL caches bodies for all", true, false, `
+resources:
+  - {gvr: v1/configmaps, namespace_patterns: [a]}
+  - {gvr: v1/configmaps, namespace_patterns: [a], cel: "has(object.data)"}
+`, []string{"v1/configmaps in a"}},
+		{"a rule with plugins caches bodies", true, false, `
+plugins:
+  - {name: p, path: p.wasm}
+resources:
+  - {gvr: v1/configmaps, plugins: [p]}
+`, []string{"v1/configmaps"}},
+		{"a checkpoint keeps bodies", true, true, `
+resources:
+  - {gvr: v1/configmaps}
+`, []string{"v1/configmaps"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -73,7 +94,7 @@ namespaces:
 			r := rs[0].Resource
 			gvr := schema.GroupVersionResource{Group: r.Group, Version: r.Version, Resource: r.Resource}
 			var got []string
-			for _, k := range watchesFor(gvr, tt.namespaced, rs) {
+			for _, k := range watchesFor(gvr, tt.namespaced, rs, tt.keepBodies) {
 				got = append(got, k.String())
 			}
 			slices.Sort(got)

@@ -206,5 +206,10 @@ func (r *Rule) Matches(ctx context.Context, ev *Event) (bool, error) {
 	return ok, nil
 }
 
+// ReadsBody reports whether r reads more of an object than its metadata:
+// it has a CEL filter or plugins. The engine caches only the metadata of a
+// resource that none of its rules reads more of.
+func (r *Rule) ReadsBody() bool { return r.pred != nil || len(r.Plugins) > 0 }
+
 // Selector returns the rule's parsed label selector.
 func (r *Rule) Selector() labels.Selector { return r.selector }

@@ -1,6 +1,8 @@
 package rules
 
 import (
+	"fmt"
+
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/faro-dev/faro/internal/celpred"
@@ -64,6 +66,12 @@ func (ev *Event) decode() error {
 		return ev.decodeErr
 	}
 	ev.decoded = true
+	if ev.Object.Partial() || ev.OldObject != nil && ev.OldObject.Partial() {
+		// The engine caches bodies for every resource a rule reads bodies
+		// of (ReadsBody): reaching this is a bug, not a state to guess from.
+		ev.decodeErr = fmt.Errorf("object %s was cached without its body", ev.Object.Name)
+		return ev.decodeErr
+	}
 	ev.obj, ev.decodeErr = ev.Object.Unstructured()
 	if ev.decodeErr == nil && ev.OldObject != nil {
 		ev.old, ev.decodeErr = ev.OldObject.Unstructured()

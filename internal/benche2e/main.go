@@ -183,6 +183,7 @@ func run(n, updates int, faroBin string) error {
 	contenders := []contender{
 		{what: "plain dynamic informer, only prints", args: []string{self, "-informer", "-informer-kubeconfig", c.Kubeconfig, "-namespace", ns}},
 		{what: "Faro, 1 rule", config: oneRule(ns)},
+		{what: "Faro, 1 rule with CEL (bodies cached)", config: oneRule(ns) + "    cel: \"has(object.data)\"\n"},
 		{what: "Faro, 10 rules with CEL", config: tenRules(ns)},
 		{what: "Faro, 1 rule + changelog plugin", config: pluginRule(ns, wasm), plugin: "changelog"},
 	}

@@ -4,7 +4,9 @@
 // (unless kept) the last-applied-configuration annotation, plus the few
 // metadata fields the informer machinery and the ledger read, parsed once.
 // Nothing builds the object's map form until a rule's CEL or a plugin reads
-// its body (Unstructured), so a cached object costs about its JSON size.
+// its body (Unstructured), so a cached object costs about its JSON size; an
+// object of a resource whose rules read nothing but metadata is cached as
+// its metadata alone (Options.MetadataOnly).
 package object
 
 import (
@@ -46,6 +48,8 @@ type Object struct {
 	labels span // the labels object in raw; empty when there are none
 	rv     uint64
 	rvOK   bool
+	// partial: decoded with MetadataOnly.
+	partial bool
 	// annotations is set only on a bookmark that ends initial events.
 	annotations map[string]string
 	// owner is not part of the object: it is kept for the one component
@@ -64,6 +68,10 @@ var (
 type Options struct {
 	// KeepLastApplied keeps the last-applied-configuration annotation.
 	KeepLastApplied bool
+	// MetadataOnly keeps only apiVersion, kind and metadata: what is
+	// cached of a resource whose rules read nothing else. Such an Object is
+	// Partial.
+	MetadataOnly bool
 }
 
 // Decode makes an Object of one object's JSON. raw is not retained when
@@ -97,6 +105,7 @@ func decode(raw []byte, opts Options, typeHead []byte) (*Object, error) {
 	}
 	o.raw = out
 	o.rv, o.rvOK = ParseRV(o.ResourceVersion)
+	o.partial = opts.MetadataOnly
 	return o, nil
 }
 
@@ -114,6 +123,10 @@ func (o *Object) JSON() []byte { return o.raw }
 
 // MarshalJSON returns the object's JSON.
 func (o *Object) MarshalJSON() ([]byte, error) { return o.raw, nil }
+
+// Partial reports whether the object was decoded with MetadataOnly: its
+// JSON holds apiVersion, kind and metadata, not the rest of the object.
+func (o *Object) Partial() bool { return o.partial }
 
 // RV returns the resource version as an unsigned integer (etcd's), and
 // whether it is one.
@@ -237,7 +250,7 @@ func (o *Object) read(s *scanner, opts *Options) error {
 				return false, nil
 			})
 		}
-		return false, nil
+		return opts != nil && opts.MetadataOnly, nil
 	})
 }
 

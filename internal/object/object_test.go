@@ -18,6 +18,13 @@ func reference(t testing.TB, raw []byte, opts Options) map[string]any {
 	if err := json.Unmarshal(raw, &doc); err != nil {
 		t.Fatalf("reference: %v", err)
 	}
+	if opts.MetadataOnly {
+		for k := range doc {
+			if k != "apiVersion" && k != "kind" && k != "metadata" {
+				delete(doc, k)
+			}
+		}
+	}
 	if md, ok := doc["metadata"].(map[string]any); ok {
 		delete(md, "managedFields")
 		if ann, ok := md["annotations"].(map[string]any); ok && !opts.KeepLastApplied {
@@ -45,6 +52,11 @@ func TestDecode(t *testing.T) {
 			labels: map[string]string{"app": "web", "tier": "front"}},
 		{file: "configmap.json", opts: Options{KeepLastApplied: true}, name: "cm-1", namespace: "default", uid: "u-1", rv: "42", rvInt: true,
 			labels: map[string]string{"app": "web", "tier": "front"}},
+		{file: "configmap.json", opts: Options{MetadataOnly: true}, name: "cm-1", namespace: "default", uid: "u-1", rv: "42", rvInt: true,
+			labels: map[string]string{"app": "web", "tier": "front"}},
+		{file: "managed-last.json", opts: Options{MetadataOnly: true, KeepLastApplied: true}, name: "cm-2", namespace: "ns", uid: "u-2", rv: "7", rvInt: true},
+		{file: "cluster-scoped.json", opts: Options{MetadataOnly: true}, name: "node-1", uid: "u-5", rv: "11", rvInt: true},
+		{file: "whitespace.json", opts: Options{MetadataOnly: true}, name: "w", namespace: "ns", uid: "u-6", rv: "12", rvInt: true, labels: map[string]string{"k": "v"}},
 		{file: "managed-last.json", name: "cm-2", namespace: "ns", uid: "u-2", rv: "7", rvInt: true},
 		{file: "only-last-applied.json", name: "s", namespace: "ns", uid: "u-3", rv: "8", rvInt: true},
 		{file: "only-last-applied.json", opts: Options{KeepLastApplied: true}, name: "s", namespace: "ns", uid: "u-3", rv: "8", rvInt: true},
@@ -71,6 +83,9 @@ func TestDecode(t *testing.T) {
 			}
 			if _, ok := o.RV(); ok != c.rvInt {
 				t.Errorf("RV integer = %v, want %v", ok, c.rvInt)
+			}
+			if o.Partial() != c.opts.MetadataOnly {
+				t.Errorf("Partial() = %v, want %v", o.Partial(), c.opts.MetadataOnly)
 			}
 			if o.GetAnnotations() != nil {
 				t.Errorf("annotations kept in meta: %v", o.GetAnnotations())
@@ -132,11 +147,12 @@ func FuzzDecode(f *testing.F) {
 		if err != nil {
 			f.Fatal(err)
 		}
-		f.Add(raw, false)
-		f.Add(raw, true)
+		f.Add(raw, false, false)
+		f.Add(raw, true, false)
+		f.Add(raw, false, true)
 	}
-	f.Fuzz(func(t *testing.T, raw []byte, keep bool) {
-		opts := Options{KeepLastApplied: keep}
+	f.Fuzz(func(t *testing.T, raw []byte, keep, metadataOnly bool) {
+		opts := Options{KeepLastApplied: keep, MetadataOnly: metadataOnly}
 		o, err := Decode(append([]byte(nil), raw...), opts)
 		var doc map[string]any
 		valid := json.Unmarshal(raw, &doc) == nil

@@ -3,8 +3,10 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -86,8 +88,8 @@ func TestReloadRemoveEntry(t *testing.T) {
 	f.waitEvent(msg("ADDED", "v1/secrets", ns+"/s-before"), waitTime)
 
 	f.rewrite(cms, reloaded)
-	f.waitDiag(waitTime, `"informer stopped"`, `"watch":"v1/secrets in `+ns+`"`)
-	if n := f.countDiag(reloaded, `"removed":["resources[1]"]`, `"informers_stopped":["v1/secrets in `+ns+`"]`); n != 1 {
+	f.waitDiag(waitTime, `"informer stopped"`, `"watch":"v1/secrets in `+ns+` (metadata only)"`)
+	if n := f.countDiag(reloaded, `"removed":["resources[1]"]`, `"informers_stopped":["v1/secrets in `+ns+` (metadata only)"]`); n != 1 {
 		t.Errorf("reload line does not report the removed entry and stopped informer")
 	}
 	mkSecret("s-after")
@@ -121,6 +123,71 @@ func TestReloadChangeRegexAndCEL(t *testing.T) {
 	assertNone(t, f, msg("ADDED", "v1/configmaps", ns+"/x-2"), msg("ADDED", "v1/configmaps", ns+"/y-1"))
 	if n := f.countDiag(reloaded, `"changed":["resources[0]"]`); n != 1 {
 		t.Errorf("reload line does not report the changed entry")
+	}
+}
+
+// TestReloadAddsARuleThatReadsBodies: a resource whose only rule reads
+// metadata is cached without bodies. Rules with CEL added while Faro runs
+// get their initial events and then every update with whole objects
+// (object and oldObject), once a watch that caches bodies has replaced the
+// metadata-only one; the first rule sees nothing twice.
+func TestReloadAddsARuleThatReadsBodies(t *testing.T) {
+	t.Parallel()
+	ns := createNamespace(t, "reload-bodies")
+	set := func(name, v string) {
+		t.Helper()
+		cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: name}, Data: map[string]string{"v": v}}
+		if _, err := kube.CoreV1().ConfigMaps(ns).Create(t.Context(), cm, metav1.CreateOptions{}); err == nil {
+			return
+		}
+		cur, err := kube.CoreV1().ConfigMaps(ns).Get(t.Context(), name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cur.Data = cm.Data
+		if _, err := kube.CoreV1().ConfigMaps(ns).Update(t.Context(), cur, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	set("one", "1")
+	set("two", "2")
+	names := fmt.Sprintf("resources:\n  - gvr: v1/configmaps\n    namespace_patterns: [%q]\n", ns)
+	f := startFaro(t, names)
+	f.waitEvent(msg("ADDED", "v1/configmaps", ns+"/one"), waitTime)
+	f.waitEvent(msg("ADDED", "v1/configmaps", ns+"/two"), waitTime)
+	f.waitDiag(waitTime, `"informer started"`, `"watch":"v1/configmaps in `+ns+` (metadata only)"`)
+
+	f.rewrite(names+fmt.Sprintf(`  - gvr: v1/configmaps
+    namespace_patterns: [%q]
+    cel: "object.data.v == '1'"
+  - gvr: v1/configmaps
+    namespace_patterns: [%q]
+    event_types: [UPDATED]
+    cel: "oldObject.data.v == '2' && object.data.v == '3'"
+`, ns, ns), reloaded)
+	f.waitFor(waitTime, "the CEL rule's initial ADDED of one", func(evs []event, _ []string) bool {
+		return slices.ContainsFunc(evs, func(e event) bool { return e.Name == "one" && e.Rule == "resources[1]" })
+	})
+	f.waitDiag(waitTime, `"informer stopped"`, `"watch":"v1/configmaps in `+ns+` (metadata only)"`)
+	set("two", "3")
+	set("one", "4")
+	f.settle(func() { set("marker", "0") }, msg("ADDED", "v1/configmaps", ns+"/marker"))
+
+	got := map[string]int{}
+	for _, e := range f.snapshot() {
+		got[fmt.Sprintf("%s %s %s initial=%v", e.Type, e.Name, e.Rule, e.Initial)]++
+	}
+	want := map[string]int{
+		"ADDED one resources[0] initial=true":     1,
+		"ADDED two resources[0] initial=true":     1,
+		"ADDED one resources[1] initial=true":     1, // from the cache, whole
+		"UPDATED two resources[0] initial=false":  1,
+		"UPDATED two resources[2] initial=false":  1, // oldObject whole too
+		"UPDATED one resources[0] initial=false":  1,
+		"ADDED marker resources[0] initial=false": 1,
+	}
+	if !maps.Equal(got, want) {
+		t.Errorf("events by rule:\n%v\nwant\n%v\n%s", got, want, joinEvents(f.snapshot()))
 	}
 }
 
