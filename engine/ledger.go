@@ -184,6 +184,11 @@ func (l *resourceLedger) admit(src *informer, typ config.EventType, obj, old *ob
 		return string(place)
 	}
 	e := hinted(old)
+	if e == nil && typ == config.Deleted {
+		// The informer reports a deletion with its cached state, which
+		// is usually the one the ledger holds.
+		e = hinted(obj)
+	}
 	if e == nil {
 		e = l.entries[at()]
 	}

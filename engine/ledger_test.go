@@ -332,16 +332,15 @@ func TestLedgerSweep(t *testing.T) {
 // wall-clock ns/op it reports cpu-ns/op, the CPU time of the admitting
 // thread alone, which a busy machine does not inflate.
 func BenchmarkAdmit(b *testing.B) {
-	for _, withOld := range []bool{true, false} {
-		name := "informer"
-		if !withOld {
-			name = "lookup"
-		}
-		b.Run(name, func(b *testing.B) { benchmarkAdmit(b, withOld) })
+	// informer: an UPDATED as informers deliver it, with the old state;
+	// lookup: the same without it (a second watch's event); deleted: a
+	// DELETED with the state the informer cached.
+	for _, mode := range []string{"informer", "lookup", "deleted"} {
+		b.Run(mode, func(b *testing.B) { benchmarkAdmit(b, mode) })
 	}
 }
 
-func benchmarkAdmit(b *testing.B, withOld bool) {
+func benchmarkAdmit(b *testing.B, mode string) {
 	const objects, batch = 10_000, 256
 	// The queue gives each delivery record back once done with it, as the
 	// engine's workers do when its event is processed.
@@ -367,17 +366,25 @@ func benchmarkAdmit(b *testing.B, withOld bool) {
 			i := (n + j) % objects
 			rv++
 			next[j] = obj(names[i], "uid-"+names[i], strconv.Itoa(rv))
+			if mode == "deleted" && l.entries[placeKey(nsName{"ns", names[i]})] == nil {
+				l.admit(nil, config.Added, next[j], nil, false) // deleted in the last batch
+				last[i] = next[j]
+			}
 		}
 		b.StartTimer()
 		start := threadCPU(b)
 		for j := 0; j < batch && n < b.N; j, n = j+1, n+1 {
 			i := n % objects
-			var old *object.Object
-			if withOld {
-				old = last[i]
+			switch mode {
+			case "informer":
+				l.admit(nil, config.Updated, next[j], last[i], false)
+				last[i] = next[j]
+			case "lookup":
+				l.admit(nil, config.Updated, next[j], nil, false)
+				last[i] = next[j]
+			case "deleted":
+				l.admit(nil, config.Deleted, last[i], nil, false)
 			}
-			l.admit(nil, config.Updated, next[j], old, false)
-			last[i] = next[j]
 		}
 		cpu += threadCPU(b) - start
 	}
