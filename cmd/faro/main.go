@@ -34,9 +34,10 @@ Flags:
 // defaultGCPercent is Faro's GOGC when the environment sets none. Most of
 // a watcher's heap is its cache, which lives as long as the process, so
 // the Go default (100: the heap may grow to twice what is live between
-// collections) mostly buys headroom for garbage; 50 keeps peak memory
-// lower for a little more GC work.
-const defaultGCPercent = 50
+// collections) mostly buys headroom for garbage; 25 keeps peak memory
+// within a quarter of what is live, for a little more GC work (make
+// bench-e2e shows the CPU per event and the list time it costs).
+const defaultGCPercent = 25
 
 func main() {
 	if os.Getenv("GOGC") == "" {
