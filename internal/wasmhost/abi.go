@@ -203,7 +203,7 @@ func emit(ctx context.Context, m api.Module, stack []uint64) {
 // faro_handle or of faro_check.
 func setError(ctx context.Context, m api.Module, stack []uint64) {
 	msg := read(m, abi.ImportSetError, stack[0], stack[1])
-	stateOf(ctx).errMsg = string(msg[:min(len(msg), maxErrorMsg)])
+	stateOf(ctx).errMsg = string(abi.Truncate(msg, maxErrorMsg))
 }
 
 // log(level, ptr, len): level is a log/slog level.

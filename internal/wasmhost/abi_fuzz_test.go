@@ -320,7 +320,12 @@ func model(fn uint8, args []uint32, mem []byte, size uint64, doc any, header []b
 		}
 	case 4:
 		if msg, ok := read(args[0], args[1]); ok {
-			o.errMsg = string(msg[:min(len(msg), 4<<10)])
+			// At most 4 KiB, cut back to the start of a rune.
+			n := min(len(msg), 4<<10)
+			for n < len(msg) && n > 0 && msg[n]&0xC0 == 0x80 {
+				n--
+			}
+			o.errMsg = string(msg[:n])
 		}
 	case 5:
 		read(args[1], args[2])

@@ -21,7 +21,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
-	"unicode/utf8"
 
 	"github.com/faro-dev/faro/plugins/sdk"
 	"github.com/faro-dev/faro/plugins/sdk/abi"
@@ -157,10 +156,7 @@ func compact(v json.RawMessage) json.RawMessage {
 	if json.Unmarshal(v, &s) != nil || len(s) <= maxValue {
 		return v
 	}
-	cut := maxValue
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	b, _ := json.Marshal(s[:cut] + fmt.Sprintf("...(+%d bytes)", len(s)-cut))
+	cut := string(abi.Truncate([]byte(s), maxValue))
+	b, _ := json.Marshal(cut + fmt.Sprintf("...(+%d bytes)", len(s)-len(cut)))
 	return b
 }

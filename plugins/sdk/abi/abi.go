@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // Version is the ABI version this host and SDK speak. A guest reports the
@@ -254,4 +255,16 @@ func SplitPointer(pointer string) (first, rest string, ok bool) {
 func ValidRecord(b []byte) bool {
 	b = bytes.TrimLeft(b, " \t\r\n")
 	return len(b) > 0 && b[0] == '{' && json.Valid(b)
+}
+
+// Truncate returns b cut to at most n bytes, at a rune boundary, so that a
+// cut message or value stays valid UTF-8 where it was.
+func Truncate(b []byte, n int) []byte {
+	if len(b) <= n {
+		return b
+	}
+	for n > 0 && !utf8.RuneStart(b[n]) {
+		n--
+	}
+	return b[:n]
 }

@@ -187,3 +187,24 @@ func FuzzParseChanges(f *testing.F) {
 		}
 	})
 }
+
+func TestTruncate(t *testing.T) {
+	for _, tt := range []struct {
+		in   string
+		n    int
+		want string
+	}{
+		{"short", 10, "short"},
+		{"exact", 5, "exact"},
+		{"abcdef", 3, "abc"},
+		{"aé", 2, "a"},       // é is 2 bytes: not cut in half
+		{"a€b", 3, "a"},      // € is 3 bytes
+		{"a€b", 4, "a€"},     // a whole rune fits
+		{"€", 0, ""},         // nothing fits
+		{"\x80\x80x", 1, ""}, // invalid input: continuation bytes are not kept cut
+	} {
+		if got := string(Truncate([]byte(tt.in), tt.n)); got != tt.want {
+			t.Errorf("Truncate(%q, %d) = %q, want %q", tt.in, tt.n, got, tt.want)
+		}
+	}
+}
