@@ -19,6 +19,7 @@ import (
 	"github.com/faro-dev/faro/config"
 	"github.com/faro-dev/faro/engine"
 	"github.com/faro-dev/faro/internal/wasmhost"
+	"github.com/faro-dev/faro/plugins/sdk/abi"
 )
 
 // loadedPlugin is one compiled plugin and what it was built from, so that a
@@ -243,9 +244,8 @@ func (r *router) Handle(ctx context.Context, m *engine.Matched, name string) err
 // pluginEvent is the event a plugin gets for m.
 func pluginEvent(m *engine.Matched) *wasmhost.Event {
 	ev := &wasmhost.Event{
-		Type: string(m.Type), GVR: m.GVRString(), Namespace: m.Object.GetNamespace(), Name: m.Object.GetName(),
-		UID: string(m.Object.GetUID()), ResourceVersion: m.Object.GetResourceVersion(), Rule: m.Rule.ID,
-		Initial: m.Initial, Object: m.Object.Object,
+		Header: abi.Header{Type: string(m.Type), GVR: m.GVRString(), Namespace: m.Object.GetNamespace(), Name: m.Object.GetName(), UID: string(m.Object.GetUID()), ResourceVersion: m.Object.GetResourceVersion(), Rule: m.Rule.ID, Initial: m.Initial},
+		Object: m.Object.Object,
 	}
 	if m.OldObject != nil {
 		ev.OldObject = m.OldObject.Object

@@ -96,10 +96,7 @@ func inCall(ctx context.Context, fn string) *callState {
 
 func (cs *callState) begin(ev *Event) {
 	cs.ev = ev
-	cs.input = abi.AppendHeader(cs.input[:0], &abi.Header{
-		Type: ev.Type, GVR: ev.GVR, Namespace: ev.Namespace, Name: ev.Name, UID: ev.UID,
-		ResourceVersion: ev.ResourceVersion, Rule: ev.Rule, Initial: ev.Initial,
-	})
+	cs.input = abi.AppendHeader(cs.input[:0], &ev.Header)
 	cs.records, cs.outBytes, cs.failure, cs.errMsg = nil, 0, nil, ""
 	cs.logBytes, cs.logDropped = 0, 0
 	cs.lastField, cs.lastChanges = lastAnswer{}, lastAnswer{}

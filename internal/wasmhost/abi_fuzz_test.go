@@ -59,8 +59,7 @@ func abiFuzzModule() []byte {
 
 // fuzzEvent is the event of every call: pointers into it are fuzzed.
 var fuzzEvent = &wasmhost.Event{
-	Type: "UPDATED", GVR: "apps/v1/deployments", Namespace: "prod", Name: "web", UID: "u-1",
-	ResourceVersion: "42", Rule: `namespaces[0].resources["apps/v1/deployments"]`,
+	Header: abi.Header{Type: "UPDATED", GVR: "apps/v1/deployments", Namespace: "prod", Name: "web", UID: "u-1", ResourceVersion: "42", Rule: `namespaces[0].resources["apps/v1/deployments"]`},
 	Object: map[string]any{
 		"metadata": map[string]any{
 			"name": "web", "labels": map[string]any{"app.kubernetes.io/name": "web", "a~b": "tilde", "": "empty key"},

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/faro-dev/faro/internal/wasmhost"
+	"github.com/faro-dev/faro/plugins/sdk/abi"
 	"github.com/faro-dev/faro/plugins/sdk/wasmtest"
 )
 
@@ -136,7 +137,7 @@ func BenchmarkCall(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	ev := &wasmhost.Event{Type: "UPDATED", GVR: "v1/configmaps", Namespace: "prod", Name: "empty", UID: "6a0f", ResourceVersion: "12345", Rule: "prod"}
+	ev := &wasmhost.Event{Header: abi.Header{Type: "UPDATED", GVR: "v1/configmaps", Namespace: "prod", Name: "empty", UID: "6a0f", ResourceVersion: "12345", Rule: "prod"}}
 	for _, hh := range hosts(b) {
 		for _, guest := range []struct{ name, path string }{{"raw", raw}, {"sdk", empty}} {
 			b.Run(guest.name+"/"+hh.name, func(b *testing.B) {
@@ -237,9 +238,11 @@ func configMapUpdate() *wasmhost.Event {
 			"data": map[string]any{"payload": strings.Repeat("x", 900), "rev": rev},
 		}
 	}
-	return &wasmhost.Event{Type: "UPDATED", GVR: "v1/configmaps", Namespace: "bench", Name: "bench-42",
-		UID: "0d6c7a52-1f0e-4c1b-9d55-5e0c2b7f9a10", ResourceVersion: "1001", Rule: "resources[0]",
-		Object: cm("1", "1001"), OldObject: cm("0", "1000")}
+	return &wasmhost.Event{
+		Header:    abi.Header{Type: "UPDATED", GVR: "v1/configmaps", Namespace: "bench", Name: "bench-42", UID: "0d6c7a52-1f0e-4c1b-9d55-5e0c2b7f9a10", ResourceVersion: "1001", Rule: "resources[0]"},
+		Object:    cm("1", "1001"),
+		OldObject: cm("0", "1000"),
+	}
 }
 
 // check makes sure the benchmark measures a real diff.
@@ -259,8 +262,11 @@ func updateOfSize(size int) (*wasmhost.Event, int) {
 		old, cur := deployment(envs, 2, "app:1"), deployment(envs, 3, "app:2")
 		b, _ := json.Marshal(cur)
 		if len(b) >= size {
-			return &wasmhost.Event{Type: "UPDATED", GVR: "apps/v1/deployments", Namespace: "prod", Name: "web",
-				UID: "6a0f", ResourceVersion: "12346", Rule: "prod", Object: cur, OldObject: old}, len(b)
+			return &wasmhost.Event{
+				Header:    abi.Header{Type: "UPDATED", GVR: "apps/v1/deployments", Namespace: "prod", Name: "web", UID: "6a0f", ResourceVersion: "12346", Rule: "prod"},
+				Object:    cur,
+				OldObject: old,
+			}, len(b)
 		}
 	}
 }

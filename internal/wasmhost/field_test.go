@@ -3,11 +3,13 @@ package wasmhost
 import (
 	"encoding/json"
 	"testing"
+
+	"github.com/faro-dev/faro/plugins/sdk/abi"
 )
 
 func TestField(t *testing.T) {
 	cs := &callState{ev: &Event{
-		Type: "UPDATED", Name: "n",
+		Header: abi.Header{Type: "UPDATED", Name: "n"},
 		Object: map[string]any{
 			"metadata": map[string]any{"labels": map[string]any{"app.kubernetes.io/name": "web", "a~b": "tilde"}},
 			"spec":     map[string]any{"containers": []any{map[string]any{"image": "nginx"}}, "replicas": int64(3)},

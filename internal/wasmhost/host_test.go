@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/faro-dev/faro/internal/wasmhost"
+	"github.com/faro-dev/faro/plugins/sdk/abi"
 )
 
 func TestNewValidatesPoolSize(t *testing.T) {
@@ -159,7 +160,7 @@ func TestRawGuest(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			p := load(t, wasmhost.PluginSpec{Path: writeModule(t, abiModule(1, tt.handle...).bytes()), Timeout: 100 * time.Millisecond})
 			for range 2 { // the second call proves the pool still serves
-				_, err := p.Handle(context.Background(), &wasmhost.Event{Type: "ADDED"})
+				_, err := p.Handle(context.Background(), &wasmhost.Event{Header: abi.Header{Type: "ADDED"}})
 				checkErr(t, err, tt.wantKind, tt.wantErr)
 			}
 		})
@@ -177,7 +178,7 @@ func TestLoopLetsTheRuntimeRun(t *testing.T) {
 	p := load(t, wasmhost.PluginSpec{Path: writeModule(t, m.bytes()), Timeout: timeout})
 	done := make(chan error)
 	go func() {
-		_, err := p.Handle(context.Background(), &wasmhost.Event{Type: "ADDED"})
+		_, err := p.Handle(context.Background(), &wasmhost.Event{Header: abi.Header{Type: "ADDED"}})
 		done <- err
 	}()
 	time.Sleep(100 * time.Millisecond)
@@ -247,7 +248,7 @@ func TestFailuresAreReportedAndPoolRecovers(t *testing.T) {
 			}
 			before := p.Stats()
 			start := time.Now()
-			res, err := p.Handle(context.Background(), &wasmhost.Event{Type: "ADDED", Name: tt.behaviour})
+			res, err := p.Handle(context.Background(), &wasmhost.Event{Header: abi.Header{Type: "ADDED", Name: tt.behaviour}})
 			if took := time.Since(start); tt.kind == wasmhost.KindTimeout && took > timeout+2*time.Second {
 				t.Errorf("took %v, want about the %v timeout", took, timeout)
 			}
@@ -274,7 +275,7 @@ func fillPool(t *testing.T, p *wasmhost.Plugin) {
 	var wg sync.WaitGroup
 	for range 2 {
 		wg.Go(func() {
-			if _, err := p.Handle(context.Background(), &wasmhost.Event{Name: "nap"}); err != nil {
+			if _, err := p.Handle(context.Background(), &wasmhost.Event{Header: abi.Header{Name: "nap"}}); err != nil {
 				t.Error(err)
 			}
 		})
@@ -285,8 +286,8 @@ func fillPool(t *testing.T, p *wasmhost.Plugin) {
 func TestEvent(t *testing.T) {
 	p := load(t, wasmhost.PluginSpec{})
 	ev := &wasmhost.Event{
-		Type: "UPDATED", GVR: "v1/configmaps", Namespace: "prod", Name: "echo", UID: "u-1", ResourceVersion: "42",
-		Rule: `rule "quoted" ünï\n\u2028 \x00`, // forces the SDK's fallback decoder
+		Header: abi.Header{Type: "UPDATED", GVR: "v1/configmaps", Namespace: "prod", Name: "echo", UID: "u-1", ResourceVersion: "42", Rule: `rule "quoted" ünï\n\u2028 \x00`},
+		// forces the SDK's fallback decoder
 		Object: map[string]any{
 			"kind":     "ConfigMap",
 			"metadata": map[string]any{"labels": map[string]any{"app.kubernetes.io/name": "web"}},
@@ -326,7 +327,7 @@ func TestDeclaredConfig(t *testing.T) {
 		{`{"greeting":"hi"}`, `{"handler":true,"greeting":"hi"}`},
 	} {
 		p := load(t, wasmhost.PluginSpec{Path: declaredWasm, Config: json.RawMessage(tt.config)})
-		res, err := p.Handle(context.Background(), &wasmhost.Event{Name: "x"})
+		res, err := p.Handle(context.Background(), &wasmhost.Event{Header: abi.Header{Name: "x"}})
 		if err != nil || len(res.Records) != 1 || string(res.Records[0]) != tt.want {
 			t.Errorf("config %s: records %s, err %v; want %s", tt.config, res.Records, err, tt.want)
 		}
@@ -335,7 +336,7 @@ func TestDeclaredConfig(t *testing.T) {
 
 func TestConfigAndLogs(t *testing.T) {
 	p := load(t, wasmhost.PluginSpec{Name: "talker", Config: json.RawMessage(`{"greeting":"hi"}`)})
-	res, err := p.Handle(context.Background(), &wasmhost.Event{Name: "config"})
+	res, err := p.Handle(context.Background(), &wasmhost.Event{Header: abi.Header{Name: "config"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -343,7 +344,7 @@ func TestConfigAndLogs(t *testing.T) {
 		t.Fatalf("records = %s", res.Records)
 	}
 	for _, name := range []string{"log", "noisy", "trap"} {
-		p.Handle(context.Background(), &wasmhost.Event{Name: name})
+		p.Handle(context.Background(), &wasmhost.Event{Header: abi.Header{Name: name}})
 	}
 	got := logs.linesOf("talker")
 	for _, want := range []string{
@@ -352,7 +353,7 @@ func TestConfigAndLogs(t *testing.T) {
 		"[INFO]  faro.talker: plugin stdout: output=\"a line on stdout\"",
 		"more bytes dropped", // stderr is bounded
 		"plugin log lines dropped over the per-event budget: lines=", // so are logs
-		"panic: kaboom in a goroutine",                               // a Go guest's crash shows in stderr
+		"panic: kaboom in a goroutine",                               // a Go guest's crash shows in stderr,
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("logs lack %q:\n%.3000s", want, got)
@@ -364,7 +365,7 @@ func TestSandbox(t *testing.T) {
 	p := load(t, wasmhost.PluginSpec{MaxCalls: 1}) // a fresh instance for every call
 	var rands []string
 	for range 2 {
-		res, err := p.Handle(context.Background(), &wasmhost.Event{Name: "sandbox"})
+		res, err := p.Handle(context.Background(), &wasmhost.Event{Header: abi.Header{Name: "sandbox"}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -400,7 +401,7 @@ func TestRecycle(t *testing.T) {
 		p := load(t, wasmhost.PluginSpec{MaxCalls: 2})
 		var calls []int
 		for range 5 {
-			res, err := p.Handle(context.Background(), &wasmhost.Event{Name: "echo"})
+			res, err := p.Handle(context.Background(), &wasmhost.Event{Header: abi.Header{Name: "echo"}})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -421,7 +422,7 @@ func TestRecycle(t *testing.T) {
 	t.Run("at the memory high-water mark", func(t *testing.T) {
 		p := load(t, wasmhost.PluginSpec{MemoryLimit: 48 << 20})
 		for i := range 20 { // 4 MiB kept per call: 80 MiB in all without recycling
-			if _, err := p.Handle(context.Background(), &wasmhost.Event{Name: "grow"}); err != nil {
+			if _, err := p.Handle(context.Background(), &wasmhost.Event{Header: abi.Header{Name: "grow"}}); err != nil {
 				t.Fatalf("call %d: %v", i, err)
 			}
 		}
@@ -464,8 +465,10 @@ func TestHTTP(t *testing.T) {
 			if behaviour == "" {
 				behaviour = "http"
 			}
-			res, err := p.Handle(context.Background(), &wasmhost.Event{Name: behaviour, Namespace: "ns",
-				Object: map[string]any{"url": tt.url}})
+			res, err := p.Handle(context.Background(), &wasmhost.Event{
+				Header: abi.Header{Name: behaviour, Namespace: "ns"},
+				Object: map[string]any{"url": tt.url},
+			})
 			checkErr(t, err, tt.kind, tt.msg)
 			if tt.kind == 0 && (len(res.Records) != 1 || string(res.Records[0]) != `{"body":"thanks","status":200}`) {
 				t.Fatalf("records = %s", res.Records)
@@ -489,7 +492,7 @@ func TestHTTPTimeout(t *testing.T) {
 	const timeout = 300 * time.Millisecond
 	p := load(t, wasmhost.PluginSpec{AllowedHosts: []string{u.Hostname()}, Timeout: timeout})
 	start := time.Now()
-	_, err := p.Handle(context.Background(), &wasmhost.Event{Name: "http", Object: map[string]any{"url": srv.URL}})
+	_, err := p.Handle(context.Background(), &wasmhost.Event{Header: abi.Header{Name: "http"}, Object: map[string]any{"url": srv.URL}})
 	if took := time.Since(start); took > timeout+2*time.Second {
 		t.Errorf("took %v", took)
 	}
@@ -507,7 +510,7 @@ func TestPoolIsBounded(t *testing.T) {
 	var wg sync.WaitGroup
 	for range 6 {
 		wg.Go(func() {
-			if _, err := p.Handle(context.Background(), &wasmhost.Event{Name: "nap"}); err != nil {
+			if _, err := p.Handle(context.Background(), &wasmhost.Event{Header: abi.Header{Name: "nap"}}); err != nil {
 				t.Error(err)
 			}
 		})
@@ -526,13 +529,13 @@ func TestCancelAndClose(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
-	_, err := p.Handle(ctx, &wasmhost.Event{Name: "loop"})
+	_, err := p.Handle(ctx, &wasmhost.Event{Header: abi.Header{Name: "loop"}})
 	checkErr(t, err, wasmhost.KindCanceled, "context deadline exceeded")
 
 	// Close waits for the call in flight, then refuses new ones.
 	done := make(chan error, 1)
 	go func() {
-		_, err := p.Handle(context.Background(), &wasmhost.Event{Name: "nap"})
+		_, err := p.Handle(context.Background(), &wasmhost.Event{Header: abi.Header{Name: "nap"}})
 		done <- err
 	}()
 	time.Sleep(20 * time.Millisecond)
@@ -547,7 +550,7 @@ func TestCancelAndClose(t *testing.T) {
 	default:
 		t.Fatal("Close returned before the call in flight")
 	}
-	_, err = p.Handle(context.Background(), &wasmhost.Event{Name: "empty"})
+	_, err = p.Handle(context.Background(), &wasmhost.Event{Header: abi.Header{Name: "empty"}})
 	if !errors.Is(err, wasmhost.ErrClosed) {
 		t.Fatalf("Handle after Close: %v", err)
 	}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/faro-dev/faro/internal/metrics"
 	"github.com/faro-dev/faro/internal/wasmhost"
+	"github.com/faro-dev/faro/plugins/sdk/abi"
 )
 
 // TestCallMetrics checks that every call lands in faro_plugin_calls_total
@@ -17,9 +18,9 @@ func TestCallMetrics(t *testing.T) {
 	p := load(t, wasmhost.PluginSpec{Name: "metered"})
 	quick := load(t, wasmhost.PluginSpec{Name: "metered", Timeout: 300 * time.Millisecond})
 	for _, behaviour := range []string{"nap", "nap", "error", "panic", "trap", "flood"} {
-		_, _ = p.Handle(context.Background(), &wasmhost.Event{Type: "ADDED", Name: behaviour})
+		_, _ = p.Handle(context.Background(), &wasmhost.Event{Header: abi.Header{Type: "ADDED", Name: behaviour}})
 	}
-	_, _ = quick.Handle(context.Background(), &wasmhost.Event{Type: "ADDED", Name: "loop"})
+	_, _ = quick.Handle(context.Background(), &wasmhost.Event{Header: abi.Header{Type: "ADDED", Name: "loop"}})
 	want := map[string]uint64{"ok": 2, "error": 1, "panic": 1, "trap": 1, "timeout": 1, "output": 1}
 	fams, err := metrics.Registry.Gather()
 	if err != nil {

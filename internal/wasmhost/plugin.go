@@ -312,11 +312,7 @@ func signature(params, results []api.ValueType) string {
 
 // Event is one matched event, as the engine hands it to plugins. Handle
 // only reads it, and it must not change while a Handle is running.
-type Event struct {
-	Type, GVR, Namespace, Name, UID, ResourceVersion, Rule string
-	Initial                                                bool
-	Object, OldObject                                      map[string]any
-}
+type Event = abi.Event
 
 // Result is what a plugin produced for one event.
 type Result struct {

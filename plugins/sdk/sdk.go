@@ -55,16 +55,9 @@ var (
 // eagerly; the objects stay on the host until asked for, with Field (one
 // field, cheap) or Object (whole object, a full JSON decode in the guest).
 // An Event is only valid during the handler call it was passed to.
-type Event struct {
-	Type            string // Added, Updated or Deleted
-	GVR             string // "v1/configmaps", "apps/v1/deployments"
-	Namespace       string // empty for cluster-scoped objects
-	Name            string
-	UID             string
-	ResourceVersion string
-	Rule            string // name of the config entry that matched
-	Initial         bool   // part of the initial listing, not a live change
-}
+// Its fields are those of abi.Header, the one definition of the event's
+// scalar fields that host, SDK and test harnesses share.
+type Event abi.Header
 
 // Key is "namespace/name", or "name" for cluster-scoped objects.
 func (e Event) Key() string {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/faro-dev/faro/plugins/sdk"
+	"github.com/faro-dev/faro/plugins/sdk/abi"
 	"github.com/faro-dev/faro/plugins/sdk/sdktest"
 )
 
@@ -98,9 +99,12 @@ func handle(ev sdk.Event) error {
 }
 
 func TestFields(t *testing.T) {
-	res := sdktest.Run(sdktest.Event{Type: sdk.Added, Namespace: "ns", Name: "fields", Object: sdktest.Object(`{
+	res := sdktest.Run(sdktest.Event{
+		Header: abi.Header{Type: sdk.Added, Namespace: "ns", Name: "fields"},
+		Object: sdktest.Object(`{
 		"kind":"Deployment","metadata":{"labels":{"app.kubernetes.io/name":"web"}},
-		"spec":{"replicas":3,"containers":[{"image":"nginx"}]}}`)})
+		"spec":{"replicas":3,"containers":[{"image":"nginx"}]}}`),
+	})
 	if res.Err != nil {
 		t.Fatal(res.Err)
 	}
@@ -128,7 +132,7 @@ func TestConfig(t *testing.T) {
 		{name: "not an object", config: []int{1}, wantErr: "config: "},
 	}
 	for _, tt := range tests {
-		res := sdktest.Harness{Config: tt.config}.Run(sdktest.Event{Name: "config"})
+		res := sdktest.Harness{Config: tt.config}.Run(sdktest.Event{Header: abi.Header{Name: "config"}})
 		if tt.wantErr != "" {
 			if res.Err == nil || !strings.Contains(res.Err.Error(), tt.wantErr) {
 				t.Errorf("%s: err = %v, want %q", tt.name, res.Err, tt.wantErr)
@@ -149,19 +153,19 @@ func TestErrors(t *testing.T) {
 		{"other", "error", "unknown: other"},
 	}
 	for _, tt := range tests {
-		res := sdktest.Run(sdktest.Event{Name: tt.name})
+		res := sdktest.Run(sdktest.Event{Header: abi.Header{Name: tt.name}})
 		if res.Err == nil || !strings.Contains(res.Err.Error(), tt.want) || res.Kind != tt.kind {
 			t.Errorf("%s: err = %v (kind %q), want %q (kind %q)", tt.name, res.Err, res.Kind, tt.want, tt.kind)
 		}
 	}
-	res := sdktest.Run(sdktest.Event{Name: "panic"})
+	res := sdktest.Run(sdktest.Event{Header: abi.Header{Name: "panic"}})
 	if len(res.Logs) != 1 || res.Logs[0].Level != slog.LevelError || !strings.Contains(res.Logs[0].Msg, "sdk_test.handle") {
 		t.Errorf("panic stack not logged: %+v", res.Logs)
 	}
 }
 
 func TestLog(t *testing.T) {
-	res := sdktest.Run(sdktest.Event{Name: "log"})
+	res := sdktest.Run(sdktest.Event{Header: abi.Header{Name: "log"}})
 	want := []sdktest.Log{
 		{Level: slog.LevelWarn, Msg: `grouped plugin=test g.k="v w" g.sub.n=1`},
 		{Level: slog.LevelDebug, Msg: "debug"},
@@ -191,7 +195,7 @@ func TestHTTPPost(t *testing.T) {
 		{name: "failed", http: func(string, []byte) (int, []byte, error) { return 0, nil, errors.New("x") }, wantErr: sdk.ErrHTTPFailed},
 	}
 	for _, tt := range tests {
-		res := sdktest.Harness{HTTP: tt.http}.Run(sdktest.Event{Name: "http"})
+		res := sdktest.Harness{HTTP: tt.http}.Run(sdktest.Event{Header: abi.Header{Name: "http"}})
 		if len(res.Requests) != 1 || res.Requests[0].URL != "https://hooks.example.com/x" || string(res.Requests[0].Body) != "{}" {
 			t.Errorf("%s: requests %+v", tt.name, res.Requests)
 		}
@@ -214,15 +218,15 @@ func TestHTTPPost(t *testing.T) {
 func TestTimeout(t *testing.T) {
 	defer stopLoop.Store(false)
 	h := sdktest.Harness{Timeout: 50 * time.Millisecond}
-	res := h.Run(sdktest.Event{Name: "loop"})
+	res := h.Run(sdktest.Event{Header: abi.Header{Name: "loop"}})
 	if res.Kind != "timeout" || res.Err == nil || !strings.Contains(res.Err.Error(), "handler still running after 50ms") {
 		t.Fatalf("looping handler: %+v", res)
 	}
-	if res := h.Run(sdktest.Event{Name: "log"}); res.Kind != "timeout" {
+	if res := h.Run(sdktest.Event{Header: abi.Header{Name: "log"}}); res.Kind != "timeout" {
 		t.Fatalf("run while the loop goes on: %+v", res)
 	}
 	stopLoop.Store(true)
-	if res := sdktest.Run(sdktest.Event{Name: "log"}); res.Err != nil {
+	if res := sdktest.Run(sdktest.Event{Header: abi.Header{Name: "log"}}); res.Err != nil {
 		t.Fatalf("run after the loop ended: %+v", res)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/faro-dev/faro/plugins/sdk"
+	"github.com/faro-dev/faro/plugins/sdk/abi"
 	"github.com/faro-dev/faro/plugins/sdk/sdktest"
 )
 
@@ -74,8 +75,10 @@ func TestChangelog(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			ev := sdktest.Event{Type: tt.typ, GVR: "v1/configmaps", Namespace: "prod", Name: "app", ResourceVersion: "2",
-				Object: sdktest.Object(tt.new)}
+			ev := sdktest.Event{
+				Header: abi.Header{Type: tt.typ, GVR: "v1/configmaps", Namespace: "prod", Name: "app", ResourceVersion: "2"},
+				Object: sdktest.Object(tt.new),
+			}
 			if tt.old != "" {
 				ev.OldObject = sdktest.Object(tt.old)
 			}
@@ -108,7 +111,10 @@ func TestBadConfig(t *testing.T) {
 	}
 	for _, tt := range tests {
 		res := sdktest.Harness{Config: tt.config}.Run(sdktest.Event{
-			Type: sdk.Updated, Object: sdktest.Object(`{}`), OldObject: sdktest.Object(`{}`)})
+			Header:    abi.Header{Type: sdk.Updated},
+			Object:    sdktest.Object(`{}`),
+			OldObject: sdktest.Object(`{}`),
+		})
 		if res.Err == nil || !strings.Contains(res.Err.Error(), tt.want) {
 			t.Errorf("config %v: err = %v, want %q", tt.config, res.Err, tt.want)
 		}

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/faro-dev/faro/plugins/sdk"
+	"github.com/faro-dev/faro/plugins/sdk/abi"
 	"github.com/faro-dev/faro/plugins/sdk/sdktest"
 	"github.com/faro-dev/faro/plugins/sdk/wasmtest"
 )
@@ -21,9 +22,11 @@ func TestWasm(t *testing.T) {
 	if wasmPath == "" {
 		t.Skip("-short: plugin not built")
 	}
-	ev := sdktest.Event{Type: sdk.Updated, GVR: "v1/configmaps", Namespace: "prod", Name: "app", ResourceVersion: "9",
+	ev := sdktest.Event{
+		Header:    abi.Header{Type: sdk.Updated, GVR: "v1/configmaps", Namespace: "prod", Name: "app", ResourceVersion: "9"},
 		OldObject: sdktest.Object(`{"kind":"ConfigMap","data":{"a":"1","b":"x","app.conf":"k=v"},"spec":{"n":[1,2]}}`),
-		Object:    sdktest.Object(`{"kind":"ConfigMap","data":{"a":"2","c":"y","app.conf":"k=w"},"spec":{"n":[1,3,4]}}`)}
+		Object:    sdktest.Object(`{"kind":"ConfigMap","data":{"a":"2","c":"y","app.conf":"k=w"},"spec":{"n":[1,3,4]}}`),
+	}
 	for _, tt := range []struct {
 		config  map[string]any
 		records int

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/faro-dev/faro/plugins/sdk"
+	"github.com/faro-dev/faro/plugins/sdk/abi"
 	"github.com/faro-dev/faro/plugins/sdk/sdktest"
 )
 
@@ -86,7 +87,10 @@ func TestImagePolicy(t *testing.T) {
 				typ = sdk.Added
 			}
 			res := sdktest.Harness{Config: tt.config}.Run(sdktest.Event{
-				Type: typ, Namespace: "prod", Name: "web", Object: tt.obj, OldObject: tt.old})
+				Header:    abi.Header{Type: typ, Namespace: "prod", Name: "web"},
+				Object:    tt.obj,
+				OldObject: tt.old,
+			})
 			if res.Err != nil {
 				t.Fatal(res.Err)
 			}

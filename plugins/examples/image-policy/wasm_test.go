@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/faro-dev/faro/plugins/sdk"
+	"github.com/faro-dev/faro/plugins/sdk/abi"
 	"github.com/faro-dev/faro/plugins/sdk/sdktest"
 	"github.com/faro-dev/faro/plugins/sdk/wasmtest"
 )
@@ -18,8 +19,10 @@ func TestWasm(t *testing.T) {
 	if wasmPath == "" {
 		t.Skip("-short: plugin not built")
 	}
-	ev := sdktest.Event{Type: sdk.Added, GVR: "apps/v1/deployments", Namespace: "prod", Name: "web",
-		Object: deployment(`[{"name":"app","image":"nginx:1.27"}]`, `[]`)}
+	ev := sdktest.Event{
+		Header: abi.Header{Type: sdk.Added, GVR: "apps/v1/deployments", Namespace: "prod", Name: "web"},
+		Object: deployment(`[{"name":"app","image":"nginx:1.27"}]`, `[]`),
+	}
 	cfg := map[string]any{"allowed_registries": []string{"registry.example.com"}}
 	if res := (wasmtest.Harness{Path: wasmPath, Config: cfg}).Compare(t, ev); res.Err != nil || len(res.Records) != 3 {
 		t.Fatalf("wasm: %+v", res)

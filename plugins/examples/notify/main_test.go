@@ -7,14 +7,17 @@ import (
 	"testing"
 
 	"github.com/faro-dev/faro/plugins/sdk"
+	"github.com/faro-dev/faro/plugins/sdk/abi"
 	"github.com/faro-dev/faro/plugins/sdk/sdktest"
 )
 
 const hook = "https://hooks.example.com/T0/B0/secret"
 
 func event(typ string) sdktest.Event {
-	return sdktest.Event{Type: typ, GVR: "v1/configmaps", Namespace: "prod-a", Name: "app config", UID: "u1", Rule: "prod",
-		Object: sdktest.Object(`{"kind":"ConfigMap","metadata":{"name":"app config"}}`)}
+	return sdktest.Event{
+		Header: abi.Header{Type: typ, GVR: "v1/configmaps", Namespace: "prod-a", Name: "app config", UID: "u1", Rule: "prod"},
+		Object: sdktest.Object(`{"kind":"ConfigMap","metadata":{"name":"app config"}}`),
+	}
 }
 
 func TestNotify(t *testing.T) {

@@ -118,11 +118,26 @@ func JSONKind(b []byte) string {
 }
 
 // Header is the event without its objects, as read_input delivers it:
-// the scalar fields every handler gets for free. Objects are fetched with
-// get_field.
+// the scalar fields every handler gets for free (sdk.Event has them).
+// Objects are fetched with get_field and get_changes.
 type Header struct {
-	Type, GVR, Namespace, Name, UID, ResourceVersion, Rule string
-	Initial                                                bool
+	Type            string // ADDED, UPDATED or DELETED
+	GVR             string // "v1/configmaps", "apps/v1/deployments"
+	Namespace       string // empty for cluster-scoped objects
+	Name            string
+	UID             string
+	ResourceVersion string
+	Rule            string // the config entry that matched: "resources[0]"
+	Initial         bool   // part of the initial listing, not a live change
+}
+
+// Event is one event with its objects, as the host holds it and as the
+// test harnesses take it (sdktest.Event and wasmtest): the header, and the
+// object (for DELETED its last state) and, on UPDATED, the old object, in
+// their JSON map form.
+type Event struct {
+	Header
+	Object, OldObject map[string]any
 }
 
 // headerFixed is the size of the header's fixed part: seven little-endian

@@ -5,8 +5,7 @@
 // record checks and limits as the real host (internal/wasmhost).
 //
 //	res := sdktest.Harness{Config: map[string]any{"fields": []string{"data"}}}.Run(sdktest.Event{
-//		Type:      sdk.Updated,
-//		GVR:       "v1/configmaps",
+//		Header:    abi.Header{Type: sdk.Updated, GVR: "v1/configmaps"},
 //		Object:    sdktest.Object(`{"kind":"ConfigMap","data":{"a":"2"}}`),
 //		OldObject: sdktest.Object(`{"kind":"ConfigMap","data":{"a":"1"}}`),
 //	})
@@ -27,13 +26,9 @@ import (
 	"github.com/faro-dev/faro/plugins/sdk/internal/bridge"
 )
 
-// Event is the event handed to the handler; the fields mirror the event
-// Faro's engine passes to plugins.
-type Event struct {
-	Type, GVR, Namespace, Name, UID, ResourceVersion, Rule string
-	Initial                                                bool
-	Object, OldObject                                      map[string]any
-}
+// Event is the event handed to the handler: the event Faro's engine
+// passes to plugins (abi.Event).
+type Event = abi.Event
 
 // Harness holds what the host would provide besides the event.
 type Harness struct {
@@ -124,10 +119,7 @@ func (h Harness) Run(ev Event) Result {
 }
 
 func (h Harness) run(ev Event) Result {
-	c := &call{h: h, ev: ev, input: abi.AppendHeader(nil, &abi.Header{
-		Type: ev.Type, GVR: ev.GVR, Namespace: ev.Namespace, Name: ev.Name, UID: ev.UID,
-		ResourceVersion: ev.ResourceVersion, Rule: ev.Rule, Initial: ev.Initial,
-	})}
+	c := &call{h: h, ev: ev, input: abi.AppendHeader(nil, &ev.Header)}
 	if h.Config != nil {
 		var err error
 		if c.config, err = json.Marshal(h.Config); err != nil {

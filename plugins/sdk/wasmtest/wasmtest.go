@@ -169,8 +169,7 @@ func (h Harness) Run(tb testing.TB, ev sdktest.Event) sdktest.Result {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	e := wasmhost.Event(ev)
-	out, err := p.Handle(ctx, &e)
+	out, err := p.Handle(ctx, &ev)
 	res := sdktest.Result{Records: out.Records, Err: err}
 	var perr *wasmhost.Error
 	if errors.As(err, &perr) {
