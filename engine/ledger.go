@@ -201,7 +201,7 @@ func (l *resourceLedger) admit(src *informer, typ config.EventType, obj, old *ob
 	case e.uid == uid && !e.deleted && typ == config.Deleted:
 		// A deletion is final whatever the version (a relist reports it
 		// with the last state the watch knew).
-		l.remove(at(), e, rv)
+		l.remove(k, e, rv)
 		l.deliver(k, delivery{typ: config.Deleted, obj: obj})
 	case isInt && e.rv != 0 && rv <= e.rv:
 		// Already admitted, or older than what was. The same state from
@@ -254,11 +254,13 @@ func (l *resourceLedger) add(k nsName, obj *object.Object, rv uint64, initial bo
 
 // remove forgets a deleted object, or keeps it as a tombstone while watches
 // overlap. Called with l.mu held.
-func (l *resourceLedger) remove(key string, e *entry, rv uint64) {
+func (l *resourceLedger) remove(k nsName, e *entry, rv uint64) {
 	if !l.overlap {
-		l.drop(key, e)
+		var buf [128]byte // the key only while the map deletes it
+		l.drop(string(appendPlace(buf[:0], k)), e)
 		return
 	}
+	key := placeKey(k)
 	e.deleted, e.rv = true, max(e.rv, rv)
 	l.tombs = append(l.tombs, key)
 	if len(l.tombs) <= maxTombstones {
