@@ -13,8 +13,9 @@ import (
 // plugins) must never see one, so when such a rule is new to a resource
 // whose states are partial it is held back: it is bound, with its initial
 // ADDED of every object, once the resource's watches decode bodies and
-// every entry's newest state has its body (the replacing watch has seen
-// it). Until then the other rules keep getting every event.
+// every entry's newest state has its body (the replacing watch has sent
+// it, or the sweep after the replacement took it from that watch's cache).
+// Until then the other rules keep getting every event.
 
 // bind makes rs the rules of the resource. The rules in added (new to the
 // resource) get an initial ADDED of every object in the state the others

@@ -342,8 +342,8 @@ func (l *resourceLedger) setOverlap(on bool) {
 type listedScope struct {
 	namespace string
 	selector  labels.Selector
-	// has reports whether the watch's cache holds an object at a place.
-	has func(nsName) bool
+	// get returns the object at a place in the watch's cache, nil if none.
+	get func(nsName) *object.Object
 	// listed is the resource version the watch's cache is complete up to;
 	// 0 when it is not an integer.
 	listed uint64
@@ -374,7 +374,15 @@ func (l *resourceLedger) sweep(scopes []listedScope) {
 		switch {
 		case i < 0:
 			l.drop(key, e)
-		case scopes[i].has(k):
+		case scopes[i].get(k) != nil:
+			// The state held is taken from the covering cache when it is
+			// the same version: no stopped watch's cache stays referenced
+			// through the ledger, and a partial state gives way to a whole
+			// one (or a whole to a partial one, when bodies are no longer
+			// read), which releases rules held for bodies (see bind).
+			if o := scopes[i].get(k); o.UID == e.uid && sameState(o, e) {
+				l.setLast(e, o)
+			}
 		case e.rv != 0 && scopes[i].listed != 0 && e.rv > scopes[i].listed:
 			// Newer than what the watch has seen: it reports it itself.
 		default:
@@ -384,4 +392,13 @@ func (l *resourceLedger) sweep(scopes []listedScope) {
 		}
 	}
 	l.overlap, l.tombs, l.warnedTombs = false, nil, false
+	l.release()
+}
+
+// sameState reports whether o is the state the entry e admitted last.
+func sameState(o *object.Object, e *entry) bool {
+	if rv, ok := o.RV(); ok && e.rv != 0 {
+		return rv == e.rv
+	}
+	return e.last != nil && e.last.ResourceVersion == o.ResourceVersion
 }

@@ -207,9 +207,10 @@ func (e *Engine) settle(rsc *resource) {
 		sel, _ := labels.Parse(k.Selector) // built from a parsed selector
 		store := w.inf.GetStore()
 		scopes = append(scopes, listedScope{namespace: k.Namespace, selector: sel, listed: w.listed.Load(),
-			has: func(n nsName) bool {
-				_, ok, _ := store.GetByKey(describe(n.namespace, n.name))
-				return ok
+			get: func(n nsName) *object.Object {
+				o, _, _ := store.GetByKey(describe(n.namespace, n.name))
+				obj, _ := o.(*object.Object)
+				return obj
 			}})
 	}
 	rsc.ledger.sweep(scopes)
