@@ -371,17 +371,21 @@ func (l *resourceLedger) sweep(scopes []listedScope) {
 			continue
 		}
 		i := slices.IndexFunc(scopes, func(sc listedScope) bool { return sc.covers(k, e.last) })
+		var cached *object.Object
+		if i >= 0 {
+			cached = scopes[i].get(k)
+		}
 		switch {
 		case i < 0:
 			l.drop(key, e)
-		case scopes[i].get(k) != nil:
+		case cached != nil:
 			// The state held is taken from the covering cache when it is
 			// the same version: no stopped watch's cache stays referenced
 			// through the ledger, and a partial state gives way to a whole
 			// one (or a whole to a partial one, when bodies are no longer
 			// read), which releases rules held for bodies (see bind).
-			if o := scopes[i].get(k); o.UID == e.uid && sameState(o, e) {
-				l.setLast(e, o)
+			if cached.UID == e.uid && sameState(cached, e) {
+				l.setLast(e, cached)
 			}
 		case e.rv != 0 && scopes[i].listed != 0 && e.rv > scopes[i].listed:
 			// Newer than what the watch has seen: it reports it itself.

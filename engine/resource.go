@@ -135,7 +135,6 @@ func (e *Engine) reconcile(ctx context.Context) ReconcileResult {
 			rsc.sweep = true
 			rsc.ledger.setOverlap(len(rsc.watches) > len(desired))
 		}
-		e.notePartial(rsc)
 		e.settle(rsc)
 	}
 	sort.Strings(res.Started)
@@ -186,6 +185,9 @@ func (e *Engine) dropResource(rsc *resource) (stopped []string) {
 // ledger is swept against the caches of the desired ones. Called with e.mu
 // held.
 func (e *Engine) settle(rsc *resource) {
+	// Whatever settle does, the ledger learns whether a watch caching
+	// metadata only is left (reconcile may have just started one).
+	defer e.notePartial(rsc)
 	for k := range rsc.desired {
 		if w := rsc.watches[k]; w == nil || !w.synced.Load() {
 			return
@@ -196,7 +198,6 @@ func (e *Engine) settle(rsc *resource) {
 			e.stopInformer(rsc, w)
 		}
 	}
-	e.notePartial(rsc)
 	if !rsc.sweep {
 		return
 	}

@@ -244,7 +244,11 @@ func (r *router) Handle(ctx context.Context, m *engine.Matched, name string) err
 // pluginEvent is the event a plugin gets for m.
 func pluginEvent(m *engine.Matched) *wasmhost.Event {
 	ev := &wasmhost.Event{
-		Header: abi.Header{Type: string(m.Type), GVR: m.GVRString(), Namespace: m.Object.GetNamespace(), Name: m.Object.GetName(), UID: string(m.Object.GetUID()), ResourceVersion: m.Object.GetResourceVersion(), Rule: m.Rule.ID, Initial: m.Initial},
+		Header: abi.Header{
+			Type: string(m.Type), GVR: m.GVRString(), Namespace: m.Object.GetNamespace(), Name: m.Object.GetName(),
+			UID: string(m.Object.GetUID()), ResourceVersion: m.Object.GetResourceVersion(), Rule: m.Rule.ID,
+			Initial: m.Initial,
+		},
 		Object: m.Object.Object,
 	}
 	if m.OldObject != nil {

@@ -156,7 +156,7 @@ func compact(v json.RawMessage) json.RawMessage {
 	if json.Unmarshal(v, &s) != nil || len(s) <= maxValue {
 		return v
 	}
-	cut := string(abi.Truncate([]byte(s), maxValue))
+	cut := abi.Truncate(s, maxValue)
 	b, _ := json.Marshal(cut + fmt.Sprintf("...(+%d bytes)", len(s)-len(cut)))
 	return b
 }

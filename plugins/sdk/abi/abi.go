@@ -274,7 +274,7 @@ func ValidRecord(b []byte) bool {
 
 // Truncate returns b cut to at most n bytes, at a rune boundary, so that a
 // cut message or value stays valid UTF-8 where it was.
-func Truncate(b []byte, n int) []byte {
+func Truncate[T string | []byte](b T, n int) T {
 	if len(b) <= n {
 		return b
 	}

@@ -204,6 +204,9 @@ func TestTruncate(t *testing.T) {
 		{"\x80\x80x", 1, ""}, // invalid input: continuation bytes are not kept cut
 	} {
 		if got := string(Truncate([]byte(tt.in), tt.n)); got != tt.want {
+			t.Errorf("Truncate([]byte(%q), %d) = %q, want %q", tt.in, tt.n, got, tt.want)
+		}
+		if got := Truncate(tt.in, tt.n); got != tt.want {
 			t.Errorf("Truncate(%q, %d) = %q, want %q", tt.in, tt.n, got, tt.want)
 		}
 	}
