@@ -82,15 +82,17 @@ func (l *resourceLedger) setLast(e *entry, o *object.Object) {
 	o.SetOwner(e)
 }
 
-// hinted returns the entry whose newest state is old, when there is one:
-// the informer's previous state of an object is usually the one the ledger
-// holds, and reaching its entry through it spares the one cache-missing
-// map lookup of the admission step. Called with l.mu held.
+// hinted returns the entry old was noted on (setLast), while that entry is
+// in the ledger: it is then the entry at old's place. An informer's previous
+// state of an object, and the state it reports deleted, passed admission
+// and was noted, so reaching the entry through it spares the one
+// cache-missing map lookup of the admission step, also while two watches
+// overlap. Called with l.mu held.
 func hinted(old *object.Object) *entry {
 	if old == nil {
 		return nil
 	}
-	if e, ok := old.Owner().(*entry); ok && !e.gone && e.last == old {
+	if e, ok := old.Owner().(*entry); ok && !e.gone {
 		return e
 	}
 	return nil
