@@ -40,7 +40,8 @@ type Options struct {
 	CacheMaxAge   time.Duration
 	CacheMaxBytes int64
 	// PoolSize is the most live instances per plugin, normally the engine's
-	// worker count, so no worker ever waits for an instance.
+	// worker count. A plugin without allowed_hosts gets at most GOMAXPROCS
+	// of them: its calls only compute, so no more than that run at once.
 	PoolSize int
 	// Logger receives plugin logs and captured stdout/stderr, through
 	// Logger.Named(plugin name). Nil discards them.

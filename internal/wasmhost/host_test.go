@@ -524,6 +524,31 @@ func TestPoolIsBounded(t *testing.T) {
 	}
 }
 
+// TestPoolSizeFollowsGOMAXPROCS: a plugin whose calls only compute gets
+// no more instances than Go runs goroutines at once; one that may post to
+// a host (and so waits) gets the host's whole pool size.
+func TestPoolSizeFollowsGOMAXPROCS(t *testing.T) {
+	tests := []struct {
+		name      string
+		hosts     []string
+		instances uint64
+	}{
+		{"computes only", nil, 1},
+		{"may post", []string{"127.0.0.1"}, 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			procs := runtime.GOMAXPROCS(1)
+			p := load(t, wasmhost.PluginSpec{AllowedHosts: tt.hosts}) // the shared host's pool size is 2
+			runtime.GOMAXPROCS(procs)
+			fillPool(t, p)
+			if s := p.Stats(); s.Instances != tt.instances {
+				t.Errorf("instances started for 2 concurrent calls: %d, want %d", s.Instances, tt.instances)
+			}
+		})
+	}
+}
+
 func TestCancelAndClose(t *testing.T) {
 	p := load(t, wasmhost.PluginSpec{Timeout: time.Minute})
 

@@ -8,6 +8,7 @@ import (
 	"math"
 	"net"
 	"os"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -62,9 +63,9 @@ type Plugin struct {
 	// its call: halfway from a fresh instance's size to the limit.
 	highWater uint64
 
-	// pool holds PoolSize tokens: an idle instance, or nil for a slot with
+	// pool holds poolSize tokens: an idle instance, or nil for a slot with
 	// no live instance. Taking a token is the right to run one call, so at
-	// most PoolSize instances ever exist and none is ever dropped unclosed.
+	// most that many instances ever exist and none is ever dropped unclosed.
 	pool      chan *instance
 	done      chan struct{} // closed by Close
 	closeOnce sync.Once
@@ -105,7 +106,7 @@ func (h *Host) load(ctx context.Context, spec PluginSpec) (*Plugin, error) {
 		spec:     spec,
 		log:      h.opts.Logger.Named(spec.Name),
 		compiled: compiled,
-		pool:     make(chan *instance, h.opts.PoolSize),
+		pool:     make(chan *instance, poolSize(h.opts.PoolSize, spec)),
 		done:     make(chan struct{}),
 	}
 	inst, err := p.validate(ctx)
@@ -116,10 +117,22 @@ func (h *Host) load(ctx context.Context, spec PluginSpec) (*Plugin, error) {
 	fresh := inst.memory.Size()
 	p.highWater = uint64(fresh) + (spec.MemoryLimit-uint64(fresh))/2
 	p.pool <- inst
-	for range h.opts.PoolSize - 1 {
+	for range cap(p.pool) - 1 {
 		p.pool <- nil
 	}
 	return p, nil
+}
+
+// poolSize returns how many instances a plugin may have, out of the host's
+// PoolSize. A plugin that may post to a host (allowed_hosts) spends calls
+// waiting, so it gets them all; any other call only computes, and Go runs at
+// most GOMAXPROCS of them at a time, so more instances than that would hold
+// memory (about 10 MB each for a Go guest) without running any sooner.
+func poolSize(size int, spec PluginSpec) int {
+	if len(spec.AllowedHosts) > 0 {
+		return size
+	}
+	return min(size, runtime.GOMAXPROCS(0))
 }
 
 // Quantity writes a byte count as a config file would: "32Mi".
