@@ -47,9 +47,9 @@ func (l *resourceLedger) initial(rs []*rules.Rule) {
 	if len(rs) == 0 {
 		return
 	}
-	for key, e := range l.entries {
+	for _, e := range l.entries {
 		if !e.deleted && e.last != nil {
-			l.deliver(placeOf(key), delivery{typ: config.Added, obj: e.last, initial: true, rules: rs})
+			l.deliver(delivery{typ: config.Added, obj: e.last, initial: true, rules: rs})
 		}
 	}
 }

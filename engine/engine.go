@@ -172,7 +172,7 @@ type Engine struct {
 	disc  discovery.DiscoveryInterface
 	stats Stats
 
-	queue   workqueue.TypedRateLimitingInterface[objKey]
+	queue   workqueue.TypedRateLimitingInterface[*pendingObj]
 	pending pendingEvents
 
 	rules      atomic.Pointer[rules.Set]
@@ -225,11 +225,11 @@ func New(opts Options) (*Engine, error) {
 		appeared:  map[schema.GroupVersionResource]uint64{},
 		pendErr:   map[string]string{},
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
-			workqueue.NewTypedItemExponentialFailureRateLimiter[objKey](opts.RetryBase, opts.RetryMax),
-			workqueue.TypedRateLimitingQueueConfig[objKey]{Name: "faro"},
+			workqueue.NewTypedItemExponentialFailureRateLimiter[*pendingObj](opts.RetryBase, opts.RetryMax),
+			workqueue.TypedRateLimitingQueueConfig[*pendingObj]{Name: "faro"},
 		),
 	}
-	e.pending = pendingEvents{items: map[objKey][]*delivery{}, max: opts.MaxPendingPerObject}
+	e.pending = pendingEvents{items: map[objKey]*pendingObj{}, max: opts.MaxPendingPerObject}
 	e.warnings.every = 10 * time.Second
 	if !opts.Standby {
 		e.Lead()

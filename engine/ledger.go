@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"unique"
 
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -113,11 +114,12 @@ const maxTombstones = 10_000
 
 // resourceLedger is the ledger of one resource.
 type resourceLedger struct {
-	gvr  schema.GroupVersionResource
-	kind string
-	isNS bool
-	push func(*delivery) // the per-object queue
-	warn func(msg string, args ...any)
+	gvr    schema.GroupVersionResource
+	gvrKey unique.Handle[schema.GroupVersionResource] // gvr interned, for queue keys
+	kind   string
+	isNS   bool
+	push   func(*delivery) // the per-object queue
+	warn   func(msg string, args ...any)
 
 	forgotten atomic.Bool // no rule watches the resource any more
 
@@ -155,7 +157,7 @@ type resourceLedger struct {
 }
 
 func newResourceLedger(gvr schema.GroupVersionResource, kind string, push func(*delivery), warn func(string, ...any)) *resourceLedger {
-	return &resourceLedger{gvr: gvr, kind: kind, isNS: isNamespaceResource(gvr), push: push, warn: warn, entries: map[string]*entry{}}
+	return &resourceLedger{gvr: gvr, gvrKey: unique.Make(gvr), kind: kind, isNS: isNamespaceResource(gvr), push: push, warn: warn, entries: map[string]*entry{}}
 }
 
 // admit passes one event of informer src through the ledger. old is the
@@ -204,7 +206,7 @@ func (l *resourceLedger) admit(src *informer, typ config.EventType, obj, old *ob
 		// A deletion is final whatever the version (a relist reports it
 		// with the last state the watch knew).
 		l.remove(k, e, rv)
-		l.deliver(k, delivery{typ: config.Deleted, obj: obj})
+		l.deliver(delivery{typ: config.Deleted, obj: obj})
 	case isInt && e.rv != 0 && rv <= e.rv:
 		// Already admitted, or older than what was. The same state from
 		// another watch's cache takes the place of the one held, so that a
@@ -222,7 +224,7 @@ func (l *resourceLedger) admit(src *informer, typ config.EventType, obj, old *ob
 			prev := l.lastState(k, e)
 			e.rv = rv
 			l.setLast(e, obj)
-			l.deliver(k, delivery{typ: config.Updated, obj: obj, old: prev})
+			l.deliver(delivery{typ: config.Updated, obj: obj, old: prev})
 		}
 	case e.deleted:
 		// A new object where a deleted one stood.
@@ -241,7 +243,7 @@ func (l *resourceLedger) admit(src *informer, typ config.EventType, obj, old *ob
 			gone = old
 		}
 		l.drop(at(), e)
-		l.deliver(k, delivery{typ: config.Deleted, obj: gone})
+		l.deliver(delivery{typ: config.Deleted, obj: gone})
 		l.add(k, obj, rv, initial)
 	}
 }
@@ -251,7 +253,7 @@ func (l *resourceLedger) add(k nsName, obj *object.Object, rv uint64, initial bo
 	e := &entry{uid: obj.UID, rv: rv}
 	l.setLast(e, obj)
 	l.entries[placeKey(k)] = e
-	l.deliver(k, delivery{typ: config.Added, obj: obj, initial: initial && (l.since == 0 || rv <= l.since)})
+	l.deliver(delivery{typ: config.Added, obj: obj, initial: initial && (l.since == 0 || rv <= l.since)})
 }
 
 // remove forgets a deleted object, or keeps it as a tombstone while watches
@@ -309,15 +311,15 @@ func (l *resourceLedger) lastState(k nsName, e *entry) *object.Object {
 	return object.Identity(l.gvr.GroupVersion().String(), l.kind, k.namespace, k.name, e.uid, rv)
 }
 
-// deliver queues ev, an event of the object at k, for the rules bound now,
-// in a recycled delivery record. Called with l.mu held.
-func (l *resourceLedger) deliver(k nsName, ev delivery) {
+// deliver queues ev for the rules bound now, in a recycled delivery
+// record. Called with l.mu held.
+func (l *resourceLedger) deliver(ev delivery) {
 	d := deliveries.Get().(*delivery)
 	*d = ev
 	if d.rules == nil {
 		d.rules = l.rules
 	}
-	d.place, d.ledger = k, l
+	d.ledger = l
 	d.src, d.rv = l.src, l.srcRV
 	l.push(d)
 }
@@ -394,7 +396,7 @@ func (l *resourceLedger) sweep(scopes []listedScope) {
 		default:
 			gone := l.lastState(k, e)
 			l.drop(key, e)
-			l.deliver(k, delivery{typ: config.Deleted, obj: gone})
+			l.deliver(delivery{typ: config.Deleted, obj: gone})
 		}
 	}
 	l.overlap, l.tombs, l.warnedTombs = false, nil, false

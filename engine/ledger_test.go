@@ -132,7 +132,7 @@ func TestLedgerAdmit(t *testing.T) {
 			var out []string
 			for _, d := range *got {
 				out = append(out, describeDelivery(d))
-				if d.ledger != l || d.key().GVR != cmGVR {
+				if d.ledger != l || d.key().GVR() != cmGVR {
 					t.Errorf("%s: not stamped with its ledger", describeDelivery(d))
 				}
 			}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync"
 	"time"
+	"unique"
 
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
@@ -14,20 +15,21 @@ import (
 	"github.com/faro-dev/faro/rules"
 )
 
-// objKey names one object of one resource version. It is what the workqueue
-// schedules: the queue never hands one key to two workers at once, which is
-// what keeps an object's events in order.
+// objKey names one object of one resource version; the resource is
+// interned, so that a key is small and compares fast.
 type objKey struct {
-	GVR             schema.GroupVersionResource
+	gvr             unique.Handle[schema.GroupVersionResource]
 	Namespace, Name string
 }
+
+// GVR returns the key's resource.
+func (k objKey) GVR() schema.GroupVersionResource { return k.gvr.Value() }
 
 // delivery is one event the ledger admitted, plus how far its processing
 // got (so a retry resumes after the steps that already succeeded).
 type delivery struct {
 	typ      config.EventType
-	place    nsName
-	obj, old *object.Object
+	obj, old *object.Object // obj is never nil
 	initial  bool
 	// rules are the rules bound to the resource when the event was
 	// admitted (for the initial ADDED of rules new to a resource, those
@@ -61,7 +63,7 @@ func (d *delivery) release() {
 
 // key is the queue key of d's object.
 func (d *delivery) key() objKey {
-	return objKey{GVR: d.ledger.gvr, Namespace: d.place.namespace, Name: d.place.name}
+	return objKey{gvr: d.ledger.gvrKey, Namespace: d.obj.Namespace, Name: d.obj.Name}
 }
 
 // started reports whether a worker began processing d.
@@ -75,33 +77,48 @@ func (d *delivery) srcKey() string {
 	return d.src.key.String()
 }
 
-// pendingEvents holds every object's undelivered events, oldest first. The
-// workqueue deduplicates keys; an object's events are collapsed only past
-// max (see push).
+// pendingObj is one object's undelivered events, oldest first, from its
+// first pending event until its last is done. It is what the workqueue
+// schedules (a pointer is a small queue key): the queue never hands one to
+// two workers at once, which is what keeps an object's events in order.
+type pendingObj struct {
+	key    objKey
+	events []*delivery
+}
+
+// pendingEvents holds every object's undelivered events. The workqueue
+// deduplicates its items; an object's events are collapsed only past max
+// (see push).
 type pendingEvents struct {
 	mu    sync.Mutex
-	items map[objKey][]*delivery
+	items map[objKey]*pendingObj
 	total int
 	max   int
 }
 
-// push appends d and reports whether k had nothing pending before. When k
-// already has max events pending, an UPDATED following an UPDATED that no
-// worker has started (and that is for the same rules) is merged into it:
-// one UPDATED from the older old state to the newest state (compacted).
-func (p *pendingEvents) push(k objKey, d *delivery) (first, compacted bool) {
+// push appends d to the events of k, and returns them and whether k had
+// nothing pending before. When k already has max events pending, an
+// UPDATED following an UPDATED that no worker has started (and that is for
+// the same rules) is merged into it: one UPDATED from the older old state
+// to the newest state (compacted).
+func (p *pendingEvents) push(k objKey, d *delivery) (o *pendingObj, first, compacted bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	q := p.items[k]
+	o = p.items[k]
+	if o == nil {
+		o = &pendingObj{key: k}
+		p.items[k] = o
+	}
+	q := o.events
 	if n := len(q); n >= p.max && n >= 2 && d.typ == config.Updated {
 		if tail := q[n-1]; tail.typ == config.Updated && !tail.started() && sameRules(tail.rules, d.rules) {
 			tail.obj = d.obj
-			return false, true
+			return o, false, true
 		}
 	}
-	p.items[k] = append(q, d)
+	o.events = append(q, d)
 	p.total++
-	return len(q) == 0, false
+	return o, len(q) == 0, false
 }
 
 // sameRules reports whether a and b are the same bound rule list.
@@ -116,31 +133,42 @@ func (p *pendingEvents) len() int {
 	return p.total
 }
 
-func (p *pendingEvents) head(k objKey) *delivery {
+// head returns o's oldest event, nil when it has none (its events were
+// trimmed, see Trim).
+func (p *pendingEvents) head(o *pendingObj) *delivery {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if q := p.items[k]; len(q) > 0 {
-		return q[0]
+	if len(o.events) > 0 {
+		return o.events[0]
 	}
 	return nil
 }
 
-// pop removes k's head and reports whether more events remain.
-func (p *pendingEvents) pop(k objKey) (more bool) {
+// pop removes o's oldest event and reports whether more remain. With none
+// left, o is forgotten: the object's next event starts another.
+func (p *pendingEvents) pop(o *pendingObj) (more bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	q := p.items[k]
+	q := o.events
 	if len(q) == 0 {
 		return false
 	}
 	p.total--
 	if len(q) == 1 {
-		delete(p.items, k)
+		p.forget(o)
 		return false
 	}
 	q[0] = nil
-	p.items[k] = q[1:]
+	o.events = q[1:]
 	return true
+}
+
+// forget drops o, which has no events left. Called with p.mu held.
+func (p *pendingEvents) forget(o *pendingObj) {
+	o.events = nil
+	if p.items[o.key] == o {
+		delete(p.items, o.key)
+	}
 }
 
 // enqueue is the ledger's push: it only appends and schedules, so it never
@@ -157,7 +185,7 @@ func (e *Engine) enqueue(d *delivery) {
 	if src != nil {
 		src.marks.queued(rv)
 	}
-	first, compacted := e.pending.push(k, d)
+	o, first, compacted := e.pending.push(k, d)
 	if compacted {
 		// Merged into the tail, an older event still pending: delivering
 		// the tail delivers this one.
@@ -166,13 +194,13 @@ func (e *Engine) enqueue(d *delivery) {
 			src.marks.done(rv)
 		}
 		e.stats.Compacted.Add(1)
-		e.warnings.warn(e.log, "compact:"+gvrString(k.GVR), "backlog of an object over max_pending_per_object; collapsing its UPDATEDs",
-			"gvr", gvrString(k.GVR), "object", describe(k.Namespace, k.Name), "max_pending_per_object", e.pending.max)
+		e.warnings.warn(e.log, "compact:"+gvrString(k.GVR()), "backlog of an object over max_pending_per_object; collapsing its UPDATEDs",
+			"gvr", gvrString(k.GVR()), "object", describe(k.Namespace, k.Name), "max_pending_per_object", e.pending.max)
 		d.release()
 		return
 	}
 	if first {
-		e.queue.Add(k)
+		e.queue.Add(o)
 	}
 }
 
@@ -182,19 +210,20 @@ func (e *Engine) enqueue(d *delivery) {
 // and the key is retried with backoff; after MaxRetries the event is dropped
 // (logged and counted) and the object's later events go on.
 func (e *Engine) processNext(ctx context.Context) bool {
-	k, shutdown := e.queue.Get()
+	o, shutdown := e.queue.Get()
 	if shutdown {
 		return false
 	}
-	defer e.queue.Done(k)
+	defer e.queue.Done(o)
 	if e.stopping.Load() {
 		return false // what is left is counted by Run
 	}
-	d := e.pending.head(k)
+	d := e.pending.head(o)
 	if d == nil {
-		e.queue.Forget(k)
+		e.queue.Forget(o)
 		return true
 	}
+	k := o.key
 	work := e.opts.Progress.Begin()
 	err := e.process(ctx, d)
 	e.opts.Progress.End(work)
@@ -202,23 +231,23 @@ func (e *Engine) processNext(ctx context.Context) bool {
 		if ctx.Err() != nil {
 			return false // cancelled at shutdown: the event stays pending
 		}
-		if e.queue.NumRequeues(k) < e.opts.MaxRetries {
+		if e.queue.NumRequeues(o) < e.opts.MaxRetries {
 			metrics.ObserveRetry()
-			e.log.Debug("event failed; retrying", "object", describe(k.Namespace, k.Name), "gvr", gvrString(k.GVR), "event", d.typ, "error", err)
-			e.queue.AddRateLimited(k)
+			e.log.Debug("event failed; retrying", "object", describe(k.Namespace, k.Name), "gvr", gvrString(k.GVR()), "event", d.typ, "error", err)
+			e.queue.AddRateLimited(o)
 			return true
 		}
 		metrics.ObserveDrop()
-		e.log.Error("event dropped after retries", "object", describe(k.Namespace, k.Name), "gvr", gvrString(k.GVR),
+		e.log.Error("event dropped after retries", "object", describe(k.Namespace, k.Name), "gvr", gvrString(k.GVR()),
 			"event", d.typ, "retries", e.opts.MaxRetries, "error", err)
 	}
-	e.queue.Forget(k)
+	e.queue.Forget(o)
 	metrics.ObserveProcessed(d.at)
 	e.delivered(d)
-	more := e.pending.pop(k)
+	more := e.pending.pop(o)
 	d.release()
 	if more {
-		e.queue.Add(k)
+		e.queue.Add(o)
 	}
 	return true
 }

@@ -5,7 +5,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -72,7 +74,7 @@ func newRecorder() *recorder {
 
 // newTestEngine builds an engine with one rule on configmaps that hands
 // every event to plugin "rec", and starts its workers.
-func newTestEngine(t *testing.T, h Handler, workers, maxRetries int) (*Engine, *bytes.Buffer) {
+func newTestEngine(t testing.TB, h Handler, workers, maxRetries int) (*Engine, *bytes.Buffer) {
 	t.Helper()
 	cfg, err := config.Parse([]byte(`
 plugins:
@@ -430,4 +432,38 @@ func counter(t *testing.T, name string) float64 {
 	}
 	t.Fatalf("no counter %s", name)
 	return 0
+}
+
+// BenchmarkQueueMemory reports the bytes one queued event costs while it
+// waits (its delivery record, the object's pending events and the
+// workqueue's item) with the ledger's entry of its object (about 100 bytes,
+// see BenchmarkLedgerMemory), with 10k objects' initial ADDEDs queued at
+// once, as after a first list; the objects belong to the informer's cache.
+func BenchmarkQueueMemory(b *testing.B) {
+	const objects = 10_000
+	objs := make([]*object.Object, objects)
+	for i := range objs {
+		objs[i] = obj(fmt.Sprintf("cm-%d", i), fmt.Sprintf("%08x-0000-4000-8000-%012x", i, i), strconv.Itoa(i+1))
+	}
+	var perEvent float64
+	for range b.N {
+		e, _ := newTestEngine(b, nil, 0, 0)
+		l := e.resources[cmGVR].ledger
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		for _, o := range objs {
+			l.admit(nil, config.Added, o, nil, true)
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		perEvent = float64(after.HeapAlloc-before.HeapAlloc) / objects
+		if n := e.pending.len(); n != objects {
+			b.Fatalf("%d events queued, want %d", n, objects)
+		}
+		for _, o := range objs {
+			o.SetOwner(nil)
+		}
+	}
+	b.ReportMetric(perEvent, "bytes/event")
 }

@@ -101,7 +101,8 @@ func (e *Engine) Trim(marks map[string]uint64) {
 	}
 	var gone []*delivery
 	e.pending.mu.Lock()
-	for k, q := range e.pending.items {
+	for _, o := range e.pending.items {
+		q := o.events
 		kept := q[:0]
 		for _, d := range q {
 			if m, ok := marks[d.srcKey()]; ok && d.rv != 0 && d.rv <= m && !d.started() {
@@ -113,9 +114,9 @@ func (e *Engine) Trim(marks map[string]uint64) {
 		clear(q[len(kept):])
 		e.pending.total -= len(q) - len(kept)
 		if len(kept) == 0 {
-			delete(e.pending.items, k)
+			e.pending.forget(o)
 		} else {
-			e.pending.items[k] = kept
+			o.events = kept
 		}
 	}
 	e.pending.mu.Unlock()
