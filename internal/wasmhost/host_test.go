@@ -563,7 +563,9 @@ func TestCancelAndClose(t *testing.T) {
 		_, err := p.Handle(context.Background(), &wasmhost.Event{Header: abi.Header{Name: "nap"}})
 		done <- err
 	}()
-	time.Sleep(20 * time.Millisecond)
+	for p.Stats().Calls < 2 { // the nap is running (an instance had to start first)
+		time.Sleep(time.Millisecond)
+	}
 	if err := p.Close(context.Background()); err != nil {
 		t.Fatal(err)
 	}
