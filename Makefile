@@ -81,8 +81,8 @@ fuzz:
 ## bench-e2e: faro processes against a plain informer on the local cluster: initial list of N ConfigMaps
 ## (time, peak RSS) and CPU per update; one table (`N=100000 make bench-e2e` for the large run)
 N         ?= 10000
-bench-e2e: testenv build
-	$(GO) run ./internal/benche2e -n $(N) -faro $(BIN)/faro
+bench-e2e: testenv
+	$(GO) run ./internal/benche2e -n $(N)
 
 clean:
 	rm -rf $(BIN)

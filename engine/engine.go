@@ -230,6 +230,7 @@ func New(opts Options) (*Engine, error) {
 		),
 	}
 	e.pending = pendingEvents{items: map[objKey]*pendingObj{}, max: opts.MaxPendingPerObject}
+	e.pending.room.L = &e.pending.mu
 	e.warnings.every = 10 * time.Second
 	if !opts.Standby {
 		e.Lead()
@@ -308,6 +309,7 @@ func (e *Engine) Run(ctx context.Context) error {
 	// Workers stop at their next event; handlers in flight get until the
 	// deadline (at least a second), then their context is cancelled.
 	e.stopping.Store(true)
+	e.pending.bound(false)
 	e.queue.ShutDown()
 	if !waitTimeout(&workers, max(time.Until(deadline), time.Second)) {
 		stopWork()

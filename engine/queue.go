@@ -94,6 +94,53 @@ type pendingEvents struct {
 	items map[objKey]*pendingObj
 	total int
 	max   int
+	// While bounded (the engine delivers), a watch's initial list waits
+	// for room below listBacklog queued events (see waitRoom); room is
+	// signalled when the total falls below it.
+	bounded bool
+	room    sync.Cond
+}
+
+// listBacklog is how many queued events make a watch's initial list wait
+// for the workers (see waitRoom).
+const listBacklog = 1000
+
+// waitRoom blocks, while the queue is bounded, until fewer than listBacklog
+// events are queued, and reports false if ctx ended first. An informer
+// calls it before each ADDED of its initial list: the list's objects are
+// in the informer's cache already, and each ADDED queued costs a delivery
+// record and queue entries (about 370 bytes), so a first list of many
+// objects would otherwise hold all of them as queued events at once.
+// Events of the watch itself (updates, deletions) never wait: they are
+// what the per-object backlog limit compacts.
+func (p *pendingEvents) waitRoom(ctx context.Context) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.bounded || p.total < listBacklog {
+		return true
+	}
+	stop := context.AfterFunc(ctx, func() {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		p.room.Broadcast()
+	})
+	defer stop()
+	for p.bounded && p.total >= listBacklog {
+		if ctx.Err() != nil {
+			return false
+		}
+		p.room.Wait()
+	}
+	return true
+}
+
+// bound turns waitRoom's bound on (the engine delivers) or off (it stands
+// by, is paused or stops: nothing may wait for workers that do not run).
+func (p *pendingEvents) bound(on bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.bounded = on
+	p.room.Broadcast()
 }
 
 // push appends d to the events of k, and returns them and whether k had
@@ -154,6 +201,9 @@ func (p *pendingEvents) pop(o *pendingObj) (more bool) {
 		return false
 	}
 	p.total--
+	if p.total == listBacklog-1 {
+		p.room.Broadcast()
+	}
 	if len(q) == 1 {
 		p.forget(o)
 		return false

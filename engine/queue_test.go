@@ -467,3 +467,51 @@ func BenchmarkQueueMemory(b *testing.B) {
 	}
 	b.ReportMetric(perEvent, "bytes/event")
 }
+
+// TestQueueInitialListWaitsForRoom: while the engine delivers, an initial
+// list's ADDED waits until fewer than listBacklog events are queued; it
+// gives up when its watch stops, and never waits while the bound is off.
+func TestQueueInitialListWaitsForRoom(t *testing.T) {
+	tests := []struct {
+		name string
+		free func(p *pendingEvents, objs []*pendingObj, cancel context.CancelFunc)
+		want bool
+	}{
+		{"a worker makes room", func(p *pendingEvents, objs []*pendingObj, _ context.CancelFunc) { p.pop(objs[0]) }, true},
+		{"the watch stops", func(_ *pendingEvents, _ []*pendingObj, cancel context.CancelFunc) { cancel() }, false},
+		{"the engine stops delivering", func(p *pendingEvents, _ []*pendingObj, _ context.CancelFunc) { p.bound(false) }, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := &pendingEvents{items: map[objKey]*pendingObj{}, max: 10}
+			p.room.L = &p.mu
+			p.bound(true)
+			var objs []*pendingObj
+			for i := range listBacklog {
+				o, _, _ := p.push(objKey{Name: strconv.Itoa(i)}, &delivery{typ: config.Added})
+				objs = append(objs, o)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			got := make(chan bool, 1)
+			go func() { got <- p.waitRoom(ctx) }()
+			select {
+			case r := <-got:
+				t.Fatalf("waitRoom returned %v with %d events queued", r, listBacklog)
+			case <-time.After(20 * time.Millisecond):
+			}
+			tt.free(p, objs, cancel)
+			if r := <-got; r != tt.want {
+				t.Errorf("waitRoom = %v, want %v", r, tt.want)
+			}
+		})
+	}
+	p := &pendingEvents{items: map[objKey]*pendingObj{}, max: 10}
+	p.room.L = &p.mu
+	for i := range listBacklog {
+		p.push(objKey{Name: strconv.Itoa(i)}, &delivery{typ: config.Added})
+	}
+	if !p.waitRoom(context.Background()) {
+		t.Error("waitRoom waited while unbounded (a standby engine)")
+	}
+}

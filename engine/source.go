@@ -93,11 +93,17 @@ func (e *Engine) startInformer(ctx context.Context, rsc *resource, k watchKey) {
 		metrics.ObserveEvent(gvr, string(typ))
 		l.admit(w, typ, o, old, initial)
 	}
+	wctx, cancel := context.WithCancel(ctx)
 	reg, _ := w.inf.AddEventHandler(cache.ResourceEventHandlerDetailedFuncs{
 		AddFunc: func(obj any, initial bool) {
-			if o, ok := obj.(*object.Object); ok {
-				admit(config.Added, o, nil, initial)
+			o, ok := obj.(*object.Object)
+			if !ok {
+				return
 			}
+			if initial && !e.pending.waitRoom(wctx) {
+				return // the watch stopped: client-go drops what it had not handed over, too
+			}
+			admit(config.Added, o, nil, initial)
 		},
 		UpdateFunc: func(oldObj, newObj any) {
 			o, ok1 := oldObj.(*object.Object)
@@ -116,7 +122,6 @@ func (e *Engine) startInformer(ctx context.Context, rsc *resource, k watchKey) {
 			}
 		},
 	})
-	wctx, cancel := context.WithCancel(ctx)
 	w.cancel = cancel
 	rsc.watches[k] = w
 	metrics.AddInformers(1)

@@ -130,7 +130,10 @@ func (e *Engine) Trim(marks map[string]uint64) {
 
 // Lead makes a standby engine deliver: its workers start on what is queued.
 func (e *Engine) Lead() {
-	e.leadOnce.Do(func() { close(e.lead) })
+	e.leadOnce.Do(func() {
+		e.pending.bound(true)
+		close(e.lead)
+	})
 }
 
 // Leading reports whether the engine delivers.
@@ -147,4 +150,5 @@ func (e *Engine) Leading() bool {
 // take no new event; Run still returns when its context is done.
 func (e *Engine) Pause() {
 	e.stopping.Store(true)
+	e.pending.bound(false)
 }

@@ -9,8 +9,8 @@
 // series of updates of existing objects, its CPU time (utime+stime) per
 // update. It prints one markdown table and the machine it ran on.
 //
-// `benche2e -informer -informer-kubeconfig F -namespace NS` is the informer contender:
-// the harness runs its own executable again in that mode.
+// The informer is its own command (./informer), so that its memory is an
+// informer's alone; it and Faro are built alike, as the image builds Faro.
 package main
 
 import (
@@ -23,7 +23,6 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -34,15 +33,9 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/dynamic/dynamicinformer"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/cache"
-	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/faro-dev/faro/internal/testcluster"
 	"github.com/faro-dev/faro/plugins/sdk/wasmtest"
@@ -58,53 +51,12 @@ const waitTime = 10 * time.Minute
 func main() {
 	n := flag.Int("n", 10000, "ConfigMaps listed initially")
 	updates := flag.Int("updates", 2000, "updates of existing ConfigMaps per contender (at most n)")
-	faroBin := flag.String("faro", "", "faro binary (default: built from ./cmd/faro into a temporary folder)")
-	informer := flag.Bool("informer", false, "run as the plain informer contender")
-	kubeconfig := flag.String("informer-kubeconfig", "", "kubeconfig (-informer mode)")
-	namespace := flag.String("namespace", "", "namespace to watch (-informer mode)")
+	faroBin := flag.String("faro", "", "faro binary (default: built from ./cmd/faro into a temporary folder, as the image builds it)")
 	flag.Parse()
-	var err error
-	if *informer {
-		err = runInformer(*kubeconfig, *namespace)
-	} else {
-		err = run(*n, min(*updates, *n), *faroBin)
-	}
-	if err != nil {
+	if err := run(*n, min(*updates, *n), *faroBin); err != nil {
 		fmt.Fprintln(os.Stderr, "benche2e:", err)
 		os.Exit(1)
 	}
-}
-
-var configMaps = schema.GroupVersionResource{Version: "v1", Resource: "configmaps"}
-
-// runInformer runs a dynamic informer on the ConfigMaps of namespace and
-// writes one line per event it handles, shaped like Faro's matched lines.
-func runInformer(kubeconfig, namespace string) error {
-	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
-	if err != nil {
-		return err
-	}
-	dyn, err := dynamic.NewForConfig(cfg)
-	if err != nil {
-		return err
-	}
-	print := func(typ string, obj any) {
-		if u, ok := obj.(*unstructured.Unstructured); ok {
-			fmt.Printf("CONFIG [%s] v1/configmaps %s/%s\n", typ, u.GetNamespace(), u.GetName())
-		}
-	}
-	inf := dynamicinformer.NewFilteredDynamicInformer(dyn, configMaps, namespace, 0, cache.Indexers{}, nil).Informer()
-	if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(obj any) { print("ADDED", obj) },
-		UpdateFunc: func(_, obj any) { print("UPDATED", obj) },
-		DeleteFunc: func(obj any) { print("DELETED", obj) },
-	}); err != nil {
-		return err
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	inf.RunWithContext(ctx)
-	return nil
 }
 
 // contender is one process under measurement.
@@ -117,6 +69,20 @@ type contender struct {
 	// plugin names the plugin whose PLUGIN lines mark an update handled; ""
 	// when the CONFIG lines do.
 	plugin string
+}
+
+// build builds the command pkg into dir as the image builds Faro (static,
+// without symbols; see the Makefile's image target), so that every
+// contender's binary is built alike, and returns its path.
+func build(dir, pkg string) (string, error) {
+	out := filepath.Join(dir, filepath.Base(pkg))
+	fmt.Fprintln(os.Stderr, "building", out)
+	cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", out, pkg)
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if msg, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build %s: %w\n%s", pkg, err, msg)
+	}
+	return out, nil
 }
 
 // result is one row of the table.
@@ -135,11 +101,13 @@ func run(n, updates int, faroBin string) error {
 	}
 	defer os.RemoveAll(tmp)
 	if faroBin == "" {
-		faroBin = filepath.Join(tmp, "faro")
-		fmt.Fprintln(os.Stderr, "building", faroBin)
-		if out, err := exec.Command("go", "build", "-o", faroBin, "./cmd/faro").CombinedOutput(); err != nil {
-			return fmt.Errorf("go build ./cmd/faro: %w\n%s", err, out)
+		if faroBin, err = build(tmp, "./cmd/faro"); err != nil {
+			return err
 		}
+	}
+	informerBin, err := build(tmp, "./internal/benche2e/informer")
+	if err != nil {
+		return err
 	}
 	wasm := filepath.Join(tmp, "changelog.wasm")
 	fmt.Fprintln(os.Stderr, "building", wasm)
@@ -175,13 +143,8 @@ func run(n, updates int, faroBin string) error {
 	}); err != nil {
 		return err
 	}
-
-	self, err := os.Executable()
-	if err != nil {
-		return err
-	}
 	contenders := []contender{
-		{what: "plain dynamic informer, only prints", args: []string{self, "-informer", "-informer-kubeconfig", c.Kubeconfig, "-namespace", ns}},
+		{what: "plain dynamic informer, only prints", args: []string{informerBin, "-kubeconfig", c.Kubeconfig, "-namespace", ns}},
 		{what: "Faro, 1 rule", config: oneRule(ns)},
 		{what: "Faro, 1 rule with CEL (bodies cached)", config: oneRule(ns) + "    cel: \"has(object.data)\"\n"},
 		{what: "Faro, 10 rules with CEL", config: tenRules(ns)},
