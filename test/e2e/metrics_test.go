@@ -70,6 +70,14 @@ func TestMetricsAndProbes(t *testing.T) {
 	}
 	createCM(t, ns, "a", nil)
 	p.waitFor(t, "the event", hasMsg(msg("ADDED", "v1/configmaps", ns+"/a")))
+	// The event counts as pending until its last handler is done, a moment
+	// after its line is written.
+	for metricValue(metricsAddr, "faro_queue_pending") != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("faro_queue_pending never fell back to 0")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	_, body := get("http://" + metricsAddr + "/metrics")
 	for _, want := range []string{
 		`faro_events_total{resource="v1/configmaps",type="ADDED"}`,
