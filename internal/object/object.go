@@ -6,7 +6,7 @@
 // Nothing builds the object's map form until a rule's CEL or a plugin reads
 // its body (Unstructured), so a cached object costs about its JSON size; an
 // object of a resource whose rules read nothing but metadata is cached as
-// its metadata alone (Options.MetadataOnly).
+// its identity and labels alone (Options.MetadataOnly).
 package object
 
 import (
@@ -68,9 +68,10 @@ var (
 type Options struct {
 	// KeepLastApplied keeps the last-applied-configuration annotation.
 	KeepLastApplied bool
-	// MetadataOnly keeps only apiVersion, kind and metadata: what is
-	// cached of a resource whose rules read nothing else. Such an Object is
-	// Partial.
+	// MetadataOnly keeps only apiVersion, kind and the metadata rules
+	// without CEL or plugins read (name, namespace, uid, resourceVersion,
+	// labels): what is cached of a resource whose rules read nothing else.
+	// Such an Object is Partial.
 	MetadataOnly bool
 }
 
@@ -97,11 +98,14 @@ func decode(raw []byte, opts Options, typeHead []byte) (*Object, error) {
 	}
 	if len(out) != len(raw) {
 		// Read again so that the identity shares the new bytes, not the
-		// old ones.
+		// old ones. The initial-events mark is kept: its value is a copy,
+		// and MetadataOnly dropped the annotations that held it.
+		ann := o.annotations
 		*o = Object{}
 		if err := o.read(&scanner{buf: out}, nil); err != nil {
 			return nil, fmt.Errorf("decoding object: %w", err)
 		}
+		o.annotations = ann
 	}
 	o.raw = out
 	o.rv, o.rvOK = ParseRV(o.ResourceVersion)
@@ -125,7 +129,8 @@ func (o *Object) JSON() []byte { return o.raw }
 func (o *Object) MarshalJSON() ([]byte, error) { return o.raw, nil }
 
 // Partial reports whether the object was decoded with MetadataOnly: its
-// JSON holds apiVersion, kind and metadata, not the rest of the object.
+// JSON holds apiVersion, kind and the identity and labels of its metadata,
+// not the rest of the object.
 func (o *Object) Partial() bool { return o.partial }
 
 // RV returns the resource version as an unsigned integer (etcd's), and
@@ -245,9 +250,16 @@ func (o *Object) read(s *scanner, opts *Options) error {
 				case "managedFields":
 					return opts != nil, nil
 				case "annotations":
-					return o.annotationsAt(s, mv, opts)
+					if opts == nil || !opts.MetadataOnly {
+						return o.annotationsAt(s, mv, opts)
+					}
+					// Read for the initial-events mark, then dropped whole.
+					outer := len(s.cut)
+					_, err := o.annotationsAt(s, mv, opts)
+					s.cut = s.cut[:outer]
+					return true, err
 				}
-				return false, nil
+				return opts != nil && opts.MetadataOnly, nil
 			})
 		}
 		return opts != nil && opts.MetadataOnly, nil
