@@ -61,4 +61,3 @@ func runInformer(kubeconfig, namespace string) error {
 	inf.RunWithContext(ctx)
 	return nil
 }
-
