@@ -27,8 +27,8 @@ func TestQueueInitialListWaitsForRoom(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			p := &pendingEvents{items: map[objKey]*pendingObj{}, max: 10}
-			p.room.L = &p.mu
+			p := &pendingEvents{}
+			p.init(10)
 			p.bound(true)
 			var objs []*pendingObj
 			for i := range listBacklog {
@@ -50,8 +50,8 @@ func TestQueueInitialListWaitsForRoom(t *testing.T) {
 			}
 		})
 	}
-	p := &pendingEvents{items: map[objKey]*pendingObj{}, max: 10}
-	p.room.L = &p.mu
+	p := &pendingEvents{}
+	p.init(10)
 	for i := range listBacklog {
 		p.push(objKey{Name: strconv.Itoa(i)}, &delivery{typ: config.Added})
 	}

@@ -229,8 +229,7 @@ func New(opts Options) (*Engine, error) {
 			workqueue.TypedRateLimitingQueueConfig[*pendingObj]{Name: "faro"},
 		),
 	}
-	e.pending = pendingEvents{items: map[objKey]*pendingObj{}, max: opts.MaxPendingPerObject}
-	e.pending.room.L = &e.pending.mu
+	e.pending.init(opts.MaxPendingPerObject)
 	e.warnings.every = 10 * time.Second
 	if !opts.Standby {
 		e.Lead()

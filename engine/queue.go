@@ -101,6 +101,12 @@ type pendingEvents struct {
 	room    sync.Cond
 }
 
+// init makes p empty, compacting an object's backlog past maxPerObject events.
+func (p *pendingEvents) init(maxPerObject int) {
+	p.items, p.max = map[objKey]*pendingObj{}, maxPerObject
+	p.room.L = &p.mu
+}
+
 // listBacklog is how many queued events make a watch's initial list wait
 // for the workers (see waitRoom).
 const listBacklog = 1000
