@@ -34,10 +34,7 @@ func FuzzParse(f *testing.F) {
 			f.Add(b)
 		}
 	}
-	celc, err := celpred.NewCompiler(celpred.Options{})
-	if err != nil {
-		f.Fatal(err)
-	}
+	celc := celpred.NewCompiler(celpred.Options{})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		cfg, err := config.Parse(data, "faro.yaml")
 		if err != nil {

@@ -22,10 +22,7 @@ func compileRules(t testing.TB, yaml string) []*rules.Rule {
 	if err != nil {
 		t.Fatal(err)
 	}
-	celc, err := celpred.NewCompiler(celpred.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	celc := celpred.NewCompiler(celpred.Options{})
 	set, err := rules.Compile(cfg, rules.Options{CEL: celc})
 	if err != nil {
 		t.Fatal(err)

@@ -23,10 +23,7 @@ func loadSet(tb testing.TB, path string) *Set {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	celc, err := celpred.NewCompiler(celpred.Options{})
-	if err != nil {
-		tb.Fatal(err)
-	}
+	celc := celpred.NewCompiler(celpred.Options{})
 	set, err := Compile(cfg, Options{CEL: celc})
 	if err != nil {
 		tb.Fatal(err)
@@ -159,10 +156,7 @@ resources:
 	if err != nil {
 		t.Fatal(err)
 	}
-	celc, err := celpred.NewCompiler(celpred.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	celc := celpred.NewCompiler(celpred.Options{})
 	_, err = Compile(cfg, Options{CEL: celc})
 	var errs config.Errors
 	if !errorsAs(err, &errs) || len(errs) != 2 {
@@ -204,10 +198,7 @@ func BenchmarkMatchPath(b *testing.B) {
 // definition did not change is carried over as compiled; a changed one is
 // compiled anew.
 func TestCompileReusesUnchangedEntries(t *testing.T) {
-	celc, err := celpred.NewCompiler(celpred.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	celc := celpred.NewCompiler(celpred.Options{})
 	compile := func(pattern string, prev *Set) *Set {
 		cfg, err := config.Parse([]byte(`
 resources:

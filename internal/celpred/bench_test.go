@@ -47,10 +47,7 @@ func mustCompile(b testing.TB, c *Compiler, src Source, s *spec.Schema) *Predica
 
 // BenchmarkEval: one entry's predicate on one already converted event.
 func BenchmarkEval(b *testing.B) {
-	c, err := NewCompiler(Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
+	c := NewCompiler(Options{})
 	obj, old := benchObjects(b)
 	in := NewInput("UPDATED", obj, old)
 	ctx := context.Background()
@@ -80,10 +77,7 @@ func BenchmarkEval(b *testing.B) {
 // BenchmarkEvalTracked: as BenchmarkEval, always with run-time cost
 // tracking (what every evaluation would cost without the untracked path).
 func BenchmarkEvalTracked(b *testing.B) {
-	c, err := NewCompiler(Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
+	c := NewCompiler(Options{})
 	obj, old := benchObjects(b)
 	in := NewInput("UPDATED", obj, old)
 	ctx := context.Background()
@@ -105,10 +99,7 @@ func BenchmarkEvalTracked(b *testing.B) {
 // of what the predicate reads plus the evaluation (the cost for an event
 // that a single entry looks at).
 func BenchmarkFirstEval(b *testing.B) {
-	c, err := NewCompiler(Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
+	c := NewCompiler(Options{})
 	obj, old := benchObjects(b)
 	ctx := context.Background()
 	s := deploymentSchema(b)
@@ -180,10 +171,7 @@ func BenchmarkNewInput(b *testing.B) {
 // turn, all evaluated whatever their result), conversion and changedPaths
 // included.
 func BenchmarkMatch50(b *testing.B) {
-	c, err := NewCompiler(Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
+	c := NewCompiler(Options{})
 	obj, old := benchObjects(b)
 	ctx := context.Background()
 	for _, typed := range []bool{false, true} {

@@ -35,6 +35,7 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"sync"
 	"weak"
 
 	"github.com/google/cel-go/cel"
@@ -76,10 +77,19 @@ type Options struct {
 }
 
 // Compiler compiles Sources into Predicates. It holds the CEL environments,
-// built once by NewCompiler; it is safe for concurrent use.
+// built once, by the first Compile: a daemon whose rules have no CEL never
+// builds them (they take a few MB of code and heap). It is safe for
+// concurrent use.
 type Compiler struct {
 	opts                       Options
 	trackedOpts, untrackedOpts []cel.ProgramOption
+	envs                       func() (*envs, error)
+	// schemas caches the environment of each schema passed to Compile.
+	schemas schemaCache
+}
+
+// envs are the environments every compilation starts from.
+type envs struct {
 	// base: the Kubernetes base environment plus eventType and changedPaths.
 	base *cel.Env
 	// dynObjects: base plus object and oldObject typed dyn.
@@ -87,8 +97,6 @@ type Compiler struct {
 	// dynNoVars: dynObjects plus an empty variables type, for the common
 	// case (no schema, no variables).
 	dynNoVars *cel.Env
-	// schemas caches the environment of each schema passed to Compile.
-	schemas schemaCache
 }
 
 // Type names of the declared object types. Only visible in error messages.
@@ -97,31 +105,36 @@ const (
 	variablesTypeName = "Variables"
 )
 
-// NewCompiler builds the CEL environments.
-func NewCompiler(opts Options) (*Compiler, error) {
+// NewCompiler returns a Compiler with opts, its zero fields defaulted.
+func NewCompiler(opts Options) *Compiler {
 	if opts.MaxEstimatedCost == 0 {
 		opts.MaxEstimatedCost = DefaultCostLimit
 	}
 	if opts.CostLimit == 0 {
 		opts.CostLimit = DefaultCostLimit
 	}
-	c := &Compiler{opts: opts}
+	c := &Compiler{opts: opts, envs: sync.OnceValues(newEnvs)}
 	c.trackedOpts, c.untrackedOpts = programOptions(opts.CostLimit)
 	c.schemas.m = map[weak.Pointer[spec.Schema]]*schemaEnv{}
+	return c
+}
+
+func newEnvs() (*envs, error) {
+	var e envs
 	var err error
-	if c.base, err = newBaseEnv(
+	if e.base, err = newBaseEnv(
 		cel.Variable(varEventType, cel.StringType),
 		cel.Variable(varChangedPaths, cel.ListType(cel.StringType)),
 	); err != nil {
 		return nil, fmt.Errorf("building the CEL environment: %w", err)
 	}
-	if c.dynObjects, err = withObjects(c.base, nil); err != nil {
+	if e.dynObjects, err = withObjects(e.base, nil); err != nil {
 		return nil, fmt.Errorf("building the CEL environment: %w", err)
 	}
-	if c.dynNoVars, err = withVariables(c.dynObjects, emptyVariablesType); err != nil {
+	if e.dynNoVars, err = withVariables(e.dynObjects, emptyVariablesType); err != nil {
 		return nil, fmt.Errorf("building the CEL environment: %w", err)
 	}
-	return c, nil
+	return &e, nil
 }
 
 // emptyVariablesType types `variables` for entries without variables, so
@@ -211,9 +224,14 @@ func (c *Compiler) Compile(path string, src Source, schema *spec.Schema) (*Predi
 		add(path+".cel", "at least one expression is required")
 	}
 
-	objects, noVars, objType := c.dynObjects, c.dynNoVars, (*apiservercel.DeclType)(nil)
+	start, err := c.envs()
+	if err != nil {
+		add(path, "internal error: %v", err)
+		return nil, issues
+	}
+	objects, noVars, objType := start.dynObjects, start.dynNoVars, (*apiservercel.DeclType)(nil)
 	if schema != nil {
-		se := c.schemas.get(schema, c.base)
+		se := c.schemas.get(schema, start.base)
 		if se.err != nil {
 			add(path, "cannot type object from its schema: %v", se.err)
 			return nil, issues

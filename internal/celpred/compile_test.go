@@ -9,10 +9,7 @@ import (
 
 func newCompiler(t testing.TB, opts Options) *Compiler {
 	t.Helper()
-	c, err := NewCompiler(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := NewCompiler(opts)
 	return c
 }
 

@@ -405,10 +405,14 @@ func TestEstimateBoundsActualCost(t *testing.T) {
 		}
 	}
 	schema := deploymentSchema(t)
+	start, err := c.envs()
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, s := range []*spec.Schema{nil, schema} {
-		env, objType := c.dynNoVars, (*apiservercel.DeclType)(nil)
+		env, objType := start.dynNoVars, (*apiservercel.DeclType)(nil)
 		if s != nil {
-			se := c.schemas.get(s, c.base)
+			se := c.schemas.get(s, start.base)
 			env, objType = se.noVars, se.objType
 		}
 		for _, e := range exprs {

@@ -54,7 +54,11 @@ func TestLazyValues(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	env := c.dynNoVars
+	start, err := c.envs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := start.dynNoVars
 	for _, e := range exprs {
 		ast, iss := env.Compile(e)
 		if iss.Err() != nil {

@@ -240,10 +240,7 @@ func (d *daemon) compile(cfg *config.Config) (*rules.Set, error) {
 	prev, celc := d.current, d.celc
 	if celc == nil || d.celLimit != cfg.CELLimits {
 		prev = nil // programs compiled under other limits are not reused
-		var err error
-		if celc, err = celpred.NewCompiler(celpred.Options{MaxEstimatedCost: cfg.CELLimits.MaxEstimatedCost, CostLimit: cfg.CELLimits.CostLimit}); err != nil {
-			return nil, err
-		}
+		celc = celpred.NewCompiler(celpred.Options{MaxEstimatedCost: cfg.CELLimits.MaxEstimatedCost, CostLimit: cfg.CELLimits.CostLimit})
 	}
 	if gen := d.eng.DiscoveryGeneration(); d.schemas == nil || d.schemas.generation != gen {
 		d.schemas = &schemas{eng: d.eng, resolver: d.resolver, log: d.log, generation: gen, cache: map[schema.GroupVersionKind]*spec.Schema{}}
@@ -293,10 +290,7 @@ func Validate(ctx context.Context, path string) error {
 	if err != nil {
 		return err
 	}
-	celc, err := celpred.NewCompiler(celpred.Options{MaxEstimatedCost: cfg.CELLimits.MaxEstimatedCost, CostLimit: cfg.CELLimits.CostLimit})
-	if err != nil {
-		return err
-	}
+	celc := celpred.NewCompiler(celpred.Options{MaxEstimatedCost: cfg.CELLimits.MaxEstimatedCost, CostLimit: cfg.CELLimits.CostLimit})
 	_, rulesErr := rules.Compile(cfg, rules.Options{CEL: celc})
 	host, err := wasmhost.New(ctx, wasmhost.Options{PoolSize: 1})
 	if err != nil {

@@ -37,8 +37,9 @@ var hostFuncs = map[string]hostFunc{
 	abi.ImportHTTPPost:   {[]api.ValueType{i32, i32, i32, i32, i32, i32, i32}, []api.ValueType{i32}, httpPost},
 }
 
-func (h *Host) hostModule() wazero.HostModuleBuilder {
-	b := h.rt.NewHostModuleBuilder(abi.HostModule)
+// hostModule defines Faro's host functions in rt.
+func hostModule(rt wazero.Runtime) wazero.HostModuleBuilder {
+	b := rt.NewHostModuleBuilder(abi.HostModule)
 	for name, f := range hostFuncs {
 		b.NewFunctionBuilder().WithGoModuleFunction(f.fn, f.params, f.results).Export(name)
 	}

@@ -83,3 +83,10 @@ func Globals(ctx context.Context, p *Plugin, names ...string) ([]uint64, error) 
 	}
 	return vals, nil
 }
+
+// RuntimeStarted reports whether h has started its runtime.
+func (h *Host) RuntimeStarted() bool {
+	h.rtMu.Lock()
+	defer h.rtMu.Unlock()
+	return h.rt != nil
+}

@@ -48,9 +48,11 @@ type Options struct {
 	Logger hclog.Logger
 }
 
-// Host owns the wazero runtime shared by all plugins.
+// Host owns the wazero runtime shared by all plugins. The runtime starts
+// with the first module compiled (see runtime), so a daemon whose config
+// has no plugin never starts one: starting it compiles WASI's and Faro's
+// host functions, which touches a few MB of wazero's code.
 type Host struct {
-	rt    wazero.Runtime
 	cache wazero.CompilationCache
 	// interruptible: modules get the interrupt checks (interrupt.go) that
 	// let a timeout stop a running call.
@@ -61,9 +63,14 @@ type Host struct {
 
 	mu      sync.Mutex
 	plugins []*Plugin // open plugins, closed by Close
+
+	rtMu  sync.Mutex
+	rt    wazero.Runtime // nil until started
+	rtErr error          // why it could not start
 }
 
-// New starts a Host.
+// New returns a Host with its compilation cache; its runtime starts with the
+// first module it compiles.
 func New(ctx context.Context, opts Options) (*Host, error) {
 	return newHost(ctx, opts, true)
 }
@@ -79,17 +86,31 @@ func newHost(ctx context.Context, opts Options, interruptible bool) (*Host, erro
 		opts.Logger = hclog.NewNullLogger()
 	}
 	cache, disk := compilationCache(opts)
-	rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfig().WithCompilationCache(cache))
-	h := &Host{rt: rt, cache: cache, interruptible: interruptible, disk: disk, opts: opts, client: newHTTPClient()}
+	return &Host{cache: cache, interruptible: interruptible, disk: disk, opts: opts, client: newHTTPClient()}, nil
+}
+
+// runtime returns the runtime, starting it with WASI and Faro's host
+// module on first use. A failure to start is kept and returned to every
+// later caller.
+func (h *Host) runtime(ctx context.Context) (wazero.Runtime, error) {
+	h.rtMu.Lock()
+	defer h.rtMu.Unlock()
+	if h.rt != nil || h.rtErr != nil {
+		return h.rt, h.rtErr
+	}
+	rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfig().WithCompilationCache(h.cache))
 	if _, err := wasi_snapshot_preview1.Instantiate(ctx, rt); err != nil {
-		h.closeRuntime(ctx)
-		return nil, fmt.Errorf("wasmhost: wasi: %w", err)
+		rt.Close(ctx)
+		h.rtErr = fmt.Errorf("wasmhost: wasi: %w", err)
+		return nil, h.rtErr
 	}
-	if _, err := h.hostModule().Instantiate(ctx); err != nil {
-		h.closeRuntime(ctx)
-		return nil, fmt.Errorf("wasmhost: host module: %w", err)
+	if _, err := hostModule(rt).Instantiate(ctx); err != nil {
+		rt.Close(ctx)
+		h.rtErr = fmt.Errorf("wasmhost: host module: %w", err)
+		return nil, h.rtErr
 	}
-	return h, nil
+	h.rt = rt
+	return rt, nil
 }
 
 // DefaultCacheDir is where compiled plugins are cached unless
@@ -137,7 +158,11 @@ func (h *Host) Compile(ctx context.Context, path string) error {
 	if err != nil {
 		return err
 	}
-	compiled, err := h.compile(ctx, bin)
+	rt, err := h.runtime(ctx)
+	if err != nil {
+		return err
+	}
+	compiled, err := h.compile(ctx, rt, bin)
 	if err != nil {
 		return fmt.Errorf("%s: %w", path, err)
 	}
@@ -148,9 +173,9 @@ func (h *Host) Compile(ctx context.Context, path string) error {
 	return compiled.Close(ctx)
 }
 
-// compile adds the interrupt checks to the module bin and compiles it,
-// through the compilation cache.
-func (h *Host) compile(ctx context.Context, bin []byte) (wazero.CompiledModule, error) {
+// compile adds the interrupt checks to the module bin and compiles it for
+// rt (the Host's), through the compilation cache.
+func (h *Host) compile(ctx context.Context, rt wazero.Runtime, bin []byte) (wazero.CompiledModule, error) {
 	sum := sha256.Sum256(bin)
 	if h.interruptible {
 		var err error
@@ -158,7 +183,7 @@ func (h *Host) compile(ctx context.Context, bin []byte) (wazero.CompiledModule, 
 			return nil, fmt.Errorf("invalid module: %w", err)
 		}
 	}
-	compiled, err := h.disk.compile(ctx, h.rt, bin, sum)
+	compiled, err := h.disk.compile(ctx, rt, bin, sum)
 	if err != nil {
 		return nil, fmt.Errorf("invalid module: %w", err)
 	}
@@ -185,13 +210,14 @@ func (h *Host) Close(ctx context.Context) error {
 	for _, p := range plugins {
 		errs = append(errs, p.Close(ctx))
 	}
-	errs = append(errs, h.closeRuntime(ctx))
-	return errors.Join(errs...)
-}
-
-func (h *Host) closeRuntime(ctx context.Context) error {
 	h.client.CloseIdleConnections()
-	return errors.Join(h.rt.Close(ctx), h.cache.Close(ctx))
+	h.rtMu.Lock()
+	if h.rt != nil {
+		errs = append(errs, h.rt.Close(ctx))
+	}
+	h.rtMu.Unlock()
+	errs = append(errs, h.cache.Close(ctx))
+	return errors.Join(errs...)
 }
 
 func (h *Host) forget(p *Plugin) {

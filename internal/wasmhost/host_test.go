@@ -26,6 +26,33 @@ func TestNewValidatesPoolSize(t *testing.T) {
 	}
 }
 
+// TestRuntimeStartsWithFirstModule: a Host that never loads a plugin never
+// starts its runtime, and closes all the same; the first module compiled
+// starts it.
+func TestRuntimeStartsWithFirstModule(t *testing.T) {
+	ctx := context.Background()
+	for _, compile := range []bool{false, true} {
+		h, err := wasmhost.New(ctx, wasmhost.Options{PoolSize: 1, CacheDir: t.TempDir()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h.RuntimeStarted() {
+			t.Fatal("New started the runtime")
+		}
+		if compile {
+			if err := h.Compile(ctx, writeModule(t, abiModule(1).bytes())); err != nil {
+				t.Fatal(err)
+			}
+			if !h.RuntimeStarted() {
+				t.Fatal("compiling a module did not start the runtime")
+			}
+		}
+		if err := h.Close(ctx); err != nil {
+			t.Errorf("Close (module compiled: %v): %v", compile, err)
+		}
+	}
+}
+
 func TestLoadRejects(t *testing.T) {
 	withImport := func(im wasmImport) wasmModule {
 		m := abiModule(1)

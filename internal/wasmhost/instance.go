@@ -64,7 +64,7 @@ func (p *Plugin) newInstance(ctx context.Context) (*instance, *Error) {
 		WithOsyield(runtime.Gosched).
 		WithRandSource(rand.Reader)
 	timeout := max(initTimeout, p.spec.Timeout)
-	mod, err := p.host.rt.InstantiateModule(
+	mod, err := p.rt.InstantiateModule(
 		experimental.WithMemoryAllocator(withCall(ctx, &inst.cs), inst.mem), p.compiled, cfg)
 	if err != nil {
 		inst.flush()

@@ -56,6 +56,7 @@ const (
 // Its methods are safe for concurrent use.
 type Plugin struct {
 	host     *Host
+	rt       wazero.Runtime // the host's, which compiled the module
 	spec     PluginSpec
 	log      hclog.Logger
 	compiled wazero.CompiledModule
@@ -97,12 +98,17 @@ func (h *Host) load(ctx context.Context, spec PluginSpec) (*Plugin, error) {
 	if err != nil {
 		return nil, err
 	}
-	compiled, err := h.compile(ctx, bin)
+	rt, err := h.runtime(ctx)
+	if err != nil {
+		return nil, err
+	}
+	compiled, err := h.compile(ctx, rt, bin)
 	if err != nil {
 		return nil, err
 	}
 	p := &Plugin{
 		host:     h,
+		rt:       rt,
 		spec:     spec,
 		log:      h.opts.Logger.Named(spec.Name),
 		compiled: compiled,
