@@ -21,6 +21,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"unicode/utf8"
 
 	"github.com/faro-dev/faro/plugins/sdk"
 	"github.com/faro-dev/faro/plugins/sdk/abi"
@@ -46,17 +47,17 @@ type config struct {
 // Change is one changed path; Old or New is absent when the path was added
 // or removed (or holds null).
 type Change struct {
-	Path string          `json:"path"`
-	Old  json.RawMessage `json:"old,omitempty"`
-	New  json.RawMessage `json:"new,omitempty"`
+	Path     string
+	Old, New json.RawMessage // valid JSON from the host, or nil
 }
 
+// record is what the plugin emits for an event; appendJSON encodes it.
 type record struct {
-	Key             string   `json:"key"`
-	Kind            string   `json:"kind"`
-	ResourceVersion string   `json:"resource_version"`
-	Changes         []Change `json:"changes"`
-	Omitted         int      `json:"omitted,omitempty"` // changes over max_changes
+	Key             string
+	Kind            string
+	ResourceVersion string
+	Changes         []Change
+	Omitted         int // changes over max_changes
 }
 
 // maxValue bounds a string value in a change; longer ones are cut.
@@ -91,7 +92,69 @@ func handle(ev sdk.Event) error {
 	if cfg.MaxChanges > 0 && len(changes) > cfg.MaxChanges {
 		rec.Changes, rec.Omitted = changes[:cfg.MaxChanges], len(changes)-cfg.MaxChanges
 	}
-	return sdk.Emit(rec)
+	return sdk.Emit(json.RawMessage(rec.appendJSON(nil)))
+}
+
+// appendJSON appends the record's JSON to b. It is written out by hand
+// because encoding/json's reflection is, in a wasm guest, dearer than the
+// rest of the event's handling: most of it is code a call runs cold, between
+// the host's other work.
+func (r *record) appendJSON(b []byte) []byte {
+	b = append(b, `{"key":`...)
+	b = appendString(b, r.Key)
+	b = append(b, `,"kind":`...)
+	b = appendString(b, r.Kind)
+	b = append(b, `,"resource_version":`...)
+	b = appendString(b, r.ResourceVersion)
+	b = append(b, `,"changes":[`...)
+	for i, c := range r.Changes {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"path":`...)
+		b = appendString(b, c.Path)
+		if c.Old != nil {
+			b = append(append(b, `,"old":`...), c.Old...)
+		}
+		if c.New != nil {
+			b = append(append(b, `,"new":`...), c.New...)
+		}
+		b = append(b, '}')
+	}
+	b = append(b, ']')
+	if r.Omitted > 0 {
+		b = strconv.AppendInt(append(b, `,"omitted":`...), int64(r.Omitted), 10)
+	}
+	return append(b, '}')
+}
+
+// appendString appends s as a JSON string: quote, backslash and control
+// characters escaped, invalid UTF-8 replaced by U+FFFD.
+func appendString(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	for i := 0; i < len(s); {
+		c := s[i]
+		switch {
+		case c == '"' || c == '\\':
+			b = append(b, '\\', c)
+		case c < 0x20:
+			b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&15])
+		case c >= utf8.RuneSelf:
+			r, n := utf8.DecodeRuneInString(s[i:])
+			if r == utf8.RuneError && n == 1 {
+				b = append(b, `\ufffd`...)
+			} else {
+				b = append(b, s[i:i+n]...)
+			}
+			i += n
+			continue
+		default:
+			b = append(b, c)
+		}
+		i++
+	}
+	return append(b, '"')
 }
 
 // fieldChanges lists the changes of one top-level field: by default

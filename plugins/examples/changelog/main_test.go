@@ -136,3 +136,75 @@ func assertJSON(t *testing.T, got json.RawMessage, want string) {
 		t.Errorf("record\n got %s\nwant %s", gb, wb)
 	}
 }
+
+// TestRecordJSON: the hand-written encoding is valid JSON that decodes to
+// what encoding/json would have written, whatever the strings hold.
+func TestRecordJSON(t *testing.T) {
+	tests := []struct {
+		name string
+		rec  record
+		want string // the decoded key, when it is not rec.Key
+	}{
+		{name: "plain", rec: record{Key: "prod/app", Kind: "ConfigMap", ResourceVersion: "7",
+			Changes: []Change{{Path: "data.a", Old: json.RawMessage(`"x"`), New: json.RawMessage(`{"b":[1,2]}`)}, {Path: "data.c"}}}},
+		{name: "escapes", rec: record{Key: "q\"b\\s\n\t\x01\x1f</script>&é日本", Kind: "K", Changes: []Change{{Path: `data["a\"b"]`, New: json.RawMessage(`null`)}}}},
+		{name: "invalid UTF-8", rec: record{Key: "a\xffb\xc3", Kind: "K"}, want: "a\ufffdb\ufffd"},
+		{name: "omitted", rec: record{Key: "k", Kind: "K", Changes: []Change{{Path: "p", Old: json.RawMessage(`1`)}}, Omitted: 3}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := tt.rec.appendJSON(nil)
+			if !json.Valid(got) {
+				t.Fatalf("invalid JSON: %s", got)
+			}
+			var decoded map[string]any
+			if err := json.Unmarshal(got, &decoded); err != nil {
+				t.Fatal(err)
+			}
+			want := tt.want
+			if want == "" {
+				want = tt.rec.Key
+			}
+			if decoded["key"] != want {
+				t.Errorf("key = %q, want %q", decoded["key"], want)
+			}
+			// The same record through encoding/json, as it would be written
+			// with struct tags.
+			type change struct {
+				Path string          `json:"path"`
+				Old  json.RawMessage `json:"old,omitempty"`
+				New  json.RawMessage `json:"new,omitempty"`
+			}
+			ref := struct {
+				Key             string   `json:"key"`
+				Kind            string   `json:"kind"`
+				ResourceVersion string   `json:"resource_version"`
+				Changes         []change `json:"changes"`
+				Omitted         int      `json:"omitted,omitempty"`
+			}{Key: want, Kind: tt.rec.Kind, ResourceVersion: tt.rec.ResourceVersion, Changes: []change{}, Omitted: tt.rec.Omitted}
+			for _, c := range tt.rec.Changes {
+				ref.Changes = append(ref.Changes, change{c.Path, c.Old, c.New})
+			}
+			refJSON, err := json.Marshal(ref)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var wantDecoded map[string]any
+			if err := json.Unmarshal(refJSON, &wantDecoded); err != nil {
+				t.Fatal(err)
+			}
+			if g, w := mustMarshal(t, decoded), mustMarshal(t, wantDecoded); g != w {
+				t.Errorf("record decodes to\n%s\nwant\n%s", g, w)
+			}
+		})
+	}
+}
+
+func mustMarshal(t *testing.T, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
