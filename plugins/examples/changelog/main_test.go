@@ -183,7 +183,7 @@ func TestRecordJSON(t *testing.T) {
 				Omitted         int      `json:"omitted,omitempty"`
 			}{Key: want, Kind: tt.rec.Kind, ResourceVersion: tt.rec.ResourceVersion, Changes: []change{}, Omitted: tt.rec.Omitted}
 			for _, c := range tt.rec.Changes {
-				ref.Changes = append(ref.Changes, change{c.Path, c.Old, c.New})
+				ref.Changes = append(ref.Changes, change(c))
 			}
 			refJSON, err := json.Marshal(ref)
 			if err != nil {
