@@ -7,12 +7,6 @@ import (
 	"k8s.io/kube-openapi/pkg/validation/spec"
 )
 
-func newCompiler(t testing.TB, opts Options) *Compiler {
-	t.Helper()
-	c := NewCompiler(opts)
-	return c
-}
-
 func issueStrings(issues []Issue) []string {
 	var s []string
 	for _, i := range issues {
@@ -24,7 +18,7 @@ func issueStrings(issues []Issue) []string {
 // TestCompileErrors checks the exact messages: the entry path, then
 // cel-go's report with line:col, the source line and a caret.
 func TestCompileErrors(t *testing.T) {
-	c := newCompiler(t, Options{})
+	c := NewCompiler(Options{})
 	tests := []struct {
 		name string
 		path string
@@ -107,7 +101,7 @@ func TestCompileErrors(t *testing.T) {
 // mismatches are compile errors, valid admission-policy-style expressions
 // compile, and the same expressions compile without a schema.
 func TestSchemaTypeChecking(t *testing.T) {
-	c := newCompiler(t, Options{})
+	c := NewCompiler(Options{})
 	schema := deploymentSchema(t)
 	tests := []struct {
 		expr string
@@ -182,7 +176,7 @@ func TestSchemaRuntimeView(t *testing.T) {
 			"selector": {SchemaProps: spec.SchemaProps{Type: spec.StringOrArray{"object"}, AdditionalProperties: &spec.SchemaOrBool{Allows: true, Schema: &str}}},
 		}),
 	})
-	c := newCompiler(t, Options{})
+	c := NewCompiler(Options{})
 	ok := []string{
 		"object.metadata.labels.app == 'x'",
 		"object.spec.when.startsWith('2025')",
@@ -215,7 +209,7 @@ func TestSchemaRuntimeView(t *testing.T) {
 }
 
 func TestCostEstimate(t *testing.T) {
-	c := newCompiler(t, Options{})
+	c := NewCompiler(Options{})
 	schema := deploymentSchema(t)
 	containers := "object.spec.template.spec.containers"
 	accepted := []string{
@@ -248,7 +242,7 @@ func TestCostEstimate(t *testing.T) {
 		}
 	}
 	// Variables are estimated on their own, and the limit is configurable.
-	low := newCompiler(t, Options{MaxEstimatedCost: 100})
+	low := NewCompiler(Options{MaxEstimatedCost: 100})
 	_, issues := low.Compile("r", Source{
 		Expressions: []string{"variables.n > 0"},
 		Variables:   []Variable{{Name: "n", Expression: "object.metadata.labels.filter(k, k.startsWith('a')).size()"}},
@@ -260,7 +254,7 @@ func TestCostEstimate(t *testing.T) {
 }
 
 func TestSchemaCache(t *testing.T) {
-	c := newCompiler(t, Options{})
+	c := NewCompiler(Options{})
 	s := deploymentSchema(t)
 	for range 3 {
 		if _, issues := c.Compile("r", Source{Expressions: []string{"object.spec.replicas > 1"}}, s); issues != nil {

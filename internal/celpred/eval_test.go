@@ -97,7 +97,7 @@ func trackedOnly(p *Predicate) *Predicate {
 }
 
 func TestVariablesOfTheEnvironment(t *testing.T) {
-	c := newCompiler(t, Options{})
+	c := NewCompiler(Options{})
 	old, updated := fixtures(t)
 
 	added := NewInput("ADDED", old, nil)
@@ -142,7 +142,7 @@ func TestChangedPaths(t *testing.T) {
 	if got := diffPaths(old, updated); !reflect.DeepEqual(got, want) {
 		t.Errorf("diffPaths:\n got %q\nwant %q", got, want)
 	}
-	c := newCompiler(t, Options{})
+	c := NewCompiler(Options{})
 	p, issues := c.Compile("r", Source{Expressions: []string{"changedPaths == " + jsonList(want)}}, nil)
 	if issues != nil {
 		t.Fatal(issues)
@@ -195,7 +195,7 @@ func jsonList(l []string) string {
 // TestChangedPathsLazy: changedPaths is computed only by predicates that
 // reference it, and once per Input.
 func TestChangedPathsLazy(t *testing.T) {
-	c := newCompiler(t, Options{})
+	c := NewCompiler(Options{})
 	old, updated := fixtures(t)
 	in := NewInput("UPDATED", updated, old)
 	p, _ := c.Compile("r", Source{Expressions: []string{"object.spec.replicas > 1"}}, nil)
@@ -222,7 +222,7 @@ func TestChangedPathsLazy(t *testing.T) {
 }
 
 func TestNamedVariables(t *testing.T) {
-	c := newCompiler(t, Options{})
+	c := NewCompiler(Options{})
 	old, updated := fixtures(t)
 	in := NewInput("UPDATED", updated, old)
 	vars := []Variable{
@@ -263,7 +263,7 @@ func sameVal(a, b ref.Val) bool {
 }
 
 func TestLibraries(t *testing.T) {
-	c := newCompiler(t, Options{})
+	c := NewCompiler(Options{})
 	in := NewInput("ADDED", loadObject(t, "deployment.json"), nil)
 	containers := "object.spec.template.spec.containers"
 	checkEval(t, c, in, nil, []evalCase{
@@ -298,7 +298,7 @@ func TestLibraries(t *testing.T) {
 }
 
 func TestEvalErrors(t *testing.T) {
-	c := newCompiler(t, Options{})
+	c := NewCompiler(Options{})
 	in := NewInput("ADDED", loadObject(t, "deployment.json"), nil)
 	checkEval(t, c, in, nil, []evalCase{
 		{expr: "object.spec.paused == true", err: "no such key: paused"},
@@ -338,7 +338,7 @@ func TestEvalErrors(t *testing.T) {
 // input fits the cost model (untracked programs are only used when the
 // limit cannot be reached) or not.
 func TestRuntimeCostLimit(t *testing.T) {
-	c := newCompiler(t, Options{CostLimit: 50, MaxEstimatedCost: 1 << 40})
+	c := NewCompiler(Options{CostLimit: 50, MaxEstimatedCost: 1 << 40})
 	items := make([]any, 200)
 	for i := range items {
 		items[i] = int64(i)
@@ -362,7 +362,7 @@ func TestRuntimeCostLimit(t *testing.T) {
 	if p.exprs[0].untracked == nil || !p.exprs[0].always || p.needsFit {
 		t.Error("constant-cost expression: not always untracked")
 	}
-	c = newCompiler(t, Options{})
+	c = NewCompiler(Options{})
 	p, _ = c.Compile("r", Source{Expressions: []string{"object.items.all(i, i >= 0)"}}, nil)
 	if p.exprs[0].untracked == nil || p.exprs[0].always || !p.needsFit {
 		t.Error("loop: untracked program not conditional")
@@ -378,7 +378,7 @@ func TestRuntimeCostLimit(t *testing.T) {
 // allows untracked runs (soundCost) is above the actual cost, for every
 // expression of the tests.
 func TestEstimateBoundsActualCost(t *testing.T) {
-	c := newCompiler(t, Options{})
+	c := NewCompiler(Options{})
 	old, updated := fixtures(t)
 	in := NewInput("UPDATED", updated, old)
 	if !in.fitsModel() {
@@ -441,7 +441,7 @@ func TestEstimateBoundsActualCost(t *testing.T) {
 }
 
 func TestContextCancel(t *testing.T) {
-	c := newCompiler(t, Options{MaxEstimatedCost: 1 << 40})
+	c := NewCompiler(Options{MaxEstimatedCost: 1 << 40})
 	items := make([]any, 1000)
 	for i := range items {
 		items[i] = int64(i)
@@ -460,7 +460,7 @@ func TestContextCancel(t *testing.T) {
 
 // TestInputNotModified: evaluation reads the caller's maps, never writes.
 func TestInputNotModified(t *testing.T) {
-	c := newCompiler(t, Options{})
+	c := NewCompiler(Options{})
 	old, updated := fixtures(t)
 	wantOld, wantNew := loadCopy(t, old), loadCopy(t, updated)
 	in := NewInput("UPDATED", updated, old)
@@ -509,7 +509,7 @@ func normalize(v any) any {
 // evaluating shared Inputs (lazy conversion, changedPaths and variables
 // race here if anything is unsynchronized). Run with -race.
 func TestConcurrency(t *testing.T) {
-	c := newCompiler(t, Options{})
+	c := NewCompiler(Options{})
 	schema := deploymentSchema(t)
 	old, updated := fixtures(t)
 	var preds []*Predicate

@@ -11,7 +11,7 @@ import (
 // own conversion of the same map (the reference), for the operations rules
 // use on maps and lists.
 func TestLazyValues(t *testing.T) {
-	c := newCompiler(t, Options{})
+	c := NewCompiler(Options{})
 	obj := loadObject(t, "deployment.json")
 	containers := "object.spec.template.spec.containers"
 	exprs := []string{
