@@ -97,7 +97,7 @@ func runPluginCompile(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	ctx := context.Background()
-	host, err := wasmhost.New(ctx, wasmhost.Options{CacheDir: *dir, PoolSize: 1, Logger: cliLogger(stderr, "faro")})
+	host, err := wasmhost.New(wasmhost.Options{CacheDir: *dir, PoolSize: 1, Logger: cliLogger(stderr, "faro")})
 	if err != nil {
 		fmt.Fprintf(stderr, "faro plugin compile: %v\n", err)
 		return 1

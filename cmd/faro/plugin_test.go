@@ -131,7 +131,7 @@ func TestPluginCompile(t *testing.T) {
 		return n
 	}
 	before := entries()
-	h, err := wasmhost.New(context.Background(), wasmhost.Options{CacheDir: dir, PoolSize: 1})
+	h, err := wasmhost.New(wasmhost.Options{CacheDir: dir, PoolSize: 1})
 	if err != nil {
 		t.Fatal(err)
 	}

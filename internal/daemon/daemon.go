@@ -99,7 +99,7 @@ func Run(ctx context.Context, opts Options) error {
 		return err
 	}
 	workers := firstPositive(opts.Workers, cfg.Workers, defaultWorkers)
-	host, err := wasmhost.New(ctx, wasmhost.Options{PoolSize: workers, Logger: logs.Diag.Named("plugin")})
+	host, err := wasmhost.New(wasmhost.Options{PoolSize: workers, Logger: logs.Diag.Named("plugin")})
 	if err != nil {
 		return err
 	}
@@ -292,7 +292,7 @@ func Validate(ctx context.Context, path string) error {
 	}
 	celc := celpred.NewCompiler(celpred.Options{MaxEstimatedCost: cfg.CELLimits.MaxEstimatedCost, CostLimit: cfg.CELLimits.CostLimit})
 	_, rulesErr := rules.Compile(cfg, rules.Options{CEL: celc})
-	host, err := wasmhost.New(ctx, wasmhost.Options{PoolSize: 1})
+	host, err := wasmhost.New(wasmhost.Options{PoolSize: 1})
 	if err != nil {
 		return err
 	}

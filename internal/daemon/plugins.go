@@ -268,7 +268,7 @@ type Plugin struct {
 // the plugin's logs to log. Load problems are config.Errors, as from faro
 // validate.
 func OpenPlugin(ctx context.Context, p config.Plugin, log hclog.Logger) (*Plugin, error) {
-	host, err := wasmhost.New(ctx, wasmhost.Options{PoolSize: 1, Logger: log})
+	host, err := wasmhost.New(wasmhost.Options{PoolSize: 1, Logger: log})
 	if err != nil {
 		return nil, err
 	}

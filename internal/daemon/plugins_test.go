@@ -33,7 +33,7 @@ func BenchmarkRouterChangelog(b *testing.B) {
 		b.Skip("-short: plugin not built")
 	}
 	ctx := context.Background()
-	host, err := wasmhost.New(ctx, wasmhost.Options{CacheDir: wasmtest.CacheDir(), PoolSize: 1})
+	host, err := wasmhost.New(wasmhost.Options{CacheDir: wasmtest.CacheDir(), PoolSize: 1})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -83,7 +83,7 @@ func TestRetryOn(t *testing.T) {
 		{name: "success", behaviour: "empty", retried: false},
 	}
 	ctx := context.Background()
-	host, err := wasmhost.New(ctx, wasmhost.Options{CacheDir: wasmtest.CacheDir(), PoolSize: 1})
+	host, err := wasmhost.New(wasmhost.Options{CacheDir: wasmtest.CacheDir(), PoolSize: 1})
 	if err != nil {
 		t.Fatal(err)
 	}

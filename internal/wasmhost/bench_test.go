@@ -35,7 +35,7 @@ func buildOnce(dir string) func() (string, error) {
 // uninterruptible is a second host compiled without the interrupt checks
 // that let a timeout stop a running call, to measure what they cost.
 var uninterruptible = sync.OnceValues(func() (*wasmhost.Host, error) {
-	return wasmhost.NewUninterruptible(context.Background(), wasmhost.Options{CacheDir: wasmtest.CacheDir(), PoolSize: 2})
+	return wasmhost.NewUninterruptible(wasmhost.Options{CacheDir: wasmtest.CacheDir(), PoolSize: 2})
 })
 
 // hosts are the two timeout mechanisms compared.
@@ -82,7 +82,7 @@ func benchLoad(b *testing.B, h *wasmhost.Host, spec wasmhost.PluginSpec, ev *was
 func BenchmarkLoad(b *testing.B) {
 	ctx := context.Background()
 	load := func(b *testing.B, cacheDir string) {
-		h, err := wasmhost.New(ctx, wasmhost.Options{CacheDir: cacheDir, PoolSize: 1})
+		h, err := wasmhost.New(wasmhost.Options{CacheDir: cacheDir, PoolSize: 1})
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -44,7 +44,7 @@ func TestCompilationCacheBounds(t *testing.T) {
 	}
 	newHost := func(maxBytes int64) *wasmhost.Host {
 		t.Helper()
-		h, err := wasmhost.New(ctx, wasmhost.Options{CacheDir: dir, PoolSize: 1, CacheMaxBytes: maxBytes})
+		h, err := wasmhost.New(wasmhost.Options{CacheDir: dir, PoolSize: 1, CacheMaxBytes: maxBytes})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -95,7 +95,7 @@ func TestCompilationCacheBounds(t *testing.T) {
 }
 
 func TestCompileRejectsNonPlugins(t *testing.T) {
-	h, err := wasmhost.New(context.Background(), wasmhost.Options{CacheDir: t.TempDir(), PoolSize: 1})
+	h, err := wasmhost.New(wasmhost.Options{CacheDir: t.TempDir(), PoolSize: 1})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,8 +10,8 @@ import (
 
 // NewUninterruptible is New without the interrupt checks that let a timeout
 // stop a running call, for benchmarks measuring their cost.
-func NewUninterruptible(ctx context.Context, opts Options) (*Host, error) {
-	return newHost(ctx, opts, false)
+func NewUninterruptible(opts Options) (*Host, error) {
+	return newHost(opts, false)
 }
 
 // StartInstance starts and closes one instance of p, for benchmarks.

@@ -71,14 +71,14 @@ type Host struct {
 
 // New returns a Host with its compilation cache; its runtime starts with the
 // first module it compiles.
-func New(ctx context.Context, opts Options) (*Host, error) {
-	return newHost(ctx, opts, true)
+func New(opts Options) (*Host, error) {
+	return newHost(opts, true)
 }
 
 // newHost is New with the choice of adding the interrupt checks that let a
 // timeout stop a running call; only benchmarks turn them off, to measure
 // what they cost.
-func newHost(ctx context.Context, opts Options, interruptible bool) (*Host, error) {
+func newHost(opts Options, interruptible bool) (*Host, error) {
 	if opts.PoolSize < 1 {
 		return nil, fmt.Errorf("wasmhost: pool size must be at least 1, got %d", opts.PoolSize)
 	}

@@ -21,7 +21,7 @@ import (
 )
 
 func TestNewValidatesPoolSize(t *testing.T) {
-	if _, err := wasmhost.New(context.Background(), wasmhost.Options{CacheDir: t.TempDir()}); err == nil {
+	if _, err := wasmhost.New(wasmhost.Options{CacheDir: t.TempDir()}); err == nil {
 		t.Fatal("New accepted a pool size of 0")
 	}
 }
@@ -32,7 +32,7 @@ func TestNewValidatesPoolSize(t *testing.T) {
 func TestRuntimeStartsWithFirstModule(t *testing.T) {
 	ctx := context.Background()
 	for _, compile := range []bool{false, true} {
-		h, err := wasmhost.New(ctx, wasmhost.Options{PoolSize: 1, CacheDir: t.TempDir()})
+		h, err := wasmhost.New(wasmhost.Options{PoolSize: 1, CacheDir: t.TempDir()})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -615,7 +615,7 @@ func TestCancelAndClose(t *testing.T) {
 
 func TestCompilationCacheDir(t *testing.T) {
 	dir := t.TempDir()
-	h, err := wasmhost.New(context.Background(), wasmhost.Options{CacheDir: dir, PoolSize: 1})
+	h, err := wasmhost.New(wasmhost.Options{CacheDir: dir, PoolSize: 1})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -46,7 +46,7 @@ func run(m *testing.M) int {
 			return 1
 		}
 	}
-	host, err = wasmhost.New(ctx, wasmhost.Options{
+	host, err = wasmhost.New(wasmhost.Options{
 		CacheDir: wasmtest.CacheDir(),
 		PoolSize: 2,
 		Logger:   hclog.New(&hclog.LoggerOptions{Name: "faro", Output: &logs, Level: hclog.Trace}),

@@ -146,7 +146,7 @@ func (h Harness) Run(tb testing.TB, ev sdktest.Event) sdktest.Result {
 	}
 	var logs bytes.Buffer
 	ctx := context.Background()
-	host, err := wasmhost.New(ctx, wasmhost.Options{
+	host, err := wasmhost.New(wasmhost.Options{
 		CacheDir: CacheDir(),
 		PoolSize: 1,
 		Logger:   hclog.New(&hclog.LoggerOptions{Name: "wasmtest", Output: &logs, Level: hclog.Trace, JSONFormat: true}),
