@@ -47,7 +47,7 @@ func (l *resourceLedger) initial(rs []*rules.Rule) {
 	if len(rs) == 0 {
 		return
 	}
-	for _, e := range l.entries {
+	for e := range l.entries.all() {
 		if !e.deleted && e.last != nil {
 			l.deliver(delivery{typ: config.Added, obj: e.last, initial: true, rules: rs})
 		}

@@ -3,7 +3,6 @@ package engine
 import (
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"unique"
@@ -26,34 +25,11 @@ import (
 // ADDED of its successor. Admission and queueing happen under one lock, so
 // the per-object queue holds events in the order they were admitted.
 
-// nsName is an object's place: client-go caches by it, and an object
-// deleted and re-created under it is two objects with two UIDs.
-type nsName struct{ namespace, name string }
-
-// The ledger's entries are keyed by one string per place, namespace/name
-// (neither part can hold a slash): Go hashes and compares a string key
-// faster than a struct of two, and admit builds the key it looks up in a
-// stack buffer, so only a new entry allocates one.
-
-// appendPlace appends the entry key of k to buf.
-func appendPlace(buf []byte, k nsName) []byte {
-	buf = append(buf, k.namespace...)
-	buf = append(buf, '/')
-	return append(buf, k.name...)
-}
-
-// placeKey returns the entry key of k.
-func placeKey(k nsName) string { return string(appendPlace(nil, k)) }
-
-// placeOf returns the place of an entry key.
-func placeOf(key string) nsName {
-	ns, name, _ := strings.Cut(key, "/")
-	return nsName{ns, name}
-}
-
 // entry is what the ledger knows of the object at one place.
 type entry struct {
-	uid types.UID
+	place string // its place key
+	next  *entry // in places, the next entry whose key hashes alike
+	uid   types.UID
 	// rv is the resource version of the newest admitted state; 0 when it is
 	// not an integer.
 	rv uint64
@@ -67,16 +43,20 @@ type entry struct {
 	deleted bool
 	// gone marks an entry no longer in the ledger (see hinted).
 	gone bool
+	// partial is last.Partial(), kept here so that replacing last does
+	// not read the object it replaces.
+	partial bool
 }
 
 // setLast makes o the newest state of e, and notes e on o, so that the
 // UPDATED that follows o finds it without a lookup (hinted). Called with
 // l.mu held.
 func (l *resourceLedger) setLast(e *entry, o *object.Object) {
-	if e.last != nil && e.last.Partial() {
+	if e.partial {
 		l.partial--
 	}
-	if o.Partial() {
+	e.partial = o.Partial()
+	if e.partial {
 		l.partial++
 	}
 	e.last = o
@@ -99,11 +79,11 @@ func hinted(old *object.Object) *entry {
 	return nil
 }
 
-// drop forgets the entry at key. Called with l.mu held.
-func (l *resourceLedger) drop(key string, e *entry) {
-	delete(l.entries, key)
+// drop forgets the entry e. Called with l.mu held.
+func (l *resourceLedger) drop(e *entry) {
+	l.entries.remove(e)
 	e.gone = true
-	if e.last != nil && e.last.Partial() {
+	if e.partial {
 		l.partial--
 	}
 }
@@ -124,7 +104,7 @@ type resourceLedger struct {
 	forgotten atomic.Bool // no rule watches the resource any more
 
 	mu      sync.Mutex
-	entries map[string]*entry // by placeKey
+	entries places
 	// rules are the rules bound to the resource; every delivery carries
 	// the rules bound when it was admitted. Replaced whole, never mutated.
 	rules []*rules.Rule
@@ -147,7 +127,7 @@ type resourceLedger struct {
 	// successor: deletions are then kept as tombstones (oldest first in
 	// tombs, at most maxTombstones).
 	overlap bool
-	tombs   []string
+	tombs   []*entry
 	// src and srcRV are the informer and version of the event being
 	// admitted: what it delivers is stamped with them.
 	src          *informer
@@ -157,7 +137,7 @@ type resourceLedger struct {
 }
 
 func newResourceLedger(gvr schema.GroupVersionResource, kind string, push func(*delivery), warn func(string, ...any)) *resourceLedger {
-	return &resourceLedger{gvr: gvr, gvrKey: unique.Make(gvr), kind: kind, isNS: isNamespaceResource(gvr), push: push, warn: warn, entries: map[string]*entry{}}
+	return &resourceLedger{gvr: gvr, gvrKey: unique.Make(gvr), kind: kind, isNS: isNamespaceResource(gvr), push: push, warn: warn, entries: newPlaces()}
 }
 
 // admit passes one event of informer src through the ledger. old is the
@@ -179,14 +159,6 @@ func (l *resourceLedger) admit(src *informer, typ config.EventType, obj, old *ob
 		l.warn("resource versions are not integers; events of this resource cannot be ordered and are delivered as new",
 			"gvr", gvrString(l.gvr), "resource_version", obj.ResourceVersion)
 	}
-	var buf [128]byte
-	var place []byte // the entry key, built when needed
-	at := func() string {
-		if place == nil {
-			place = appendPlace(buf[:0], k)
-		}
-		return string(place)
-	}
 	e := hinted(old)
 	if e == nil && typ == config.Deleted {
 		// The informer reports a deletion with its cached state, which
@@ -194,7 +166,8 @@ func (l *resourceLedger) admit(src *informer, typ config.EventType, obj, old *ob
 		e = hinted(obj)
 	}
 	if e == nil {
-		e = l.entries[at()]
+		var buf [128]byte // the place key only while it is looked up
+		e = l.entries.get(appendPlace(buf[:0], k))
 	}
 	switch {
 	case e == nil:
@@ -205,7 +178,7 @@ func (l *resourceLedger) admit(src *informer, typ config.EventType, obj, old *ob
 	case e.uid == uid && !e.deleted && typ == config.Deleted:
 		// A deletion is final whatever the version (a relist reports it
 		// with the last state the watch knew).
-		l.remove(k, e, rv)
+		l.remove(e, rv)
 		l.deliver(delivery{typ: config.Deleted, obj: obj})
 	case isInt && e.rv != 0 && rv <= e.rv:
 		// Already admitted, or older than what was. The same state from
@@ -229,7 +202,7 @@ func (l *resourceLedger) admit(src *informer, typ config.EventType, obj, old *ob
 	case e.deleted:
 		// A new object where a deleted one stood.
 		if typ != config.Deleted {
-			l.dropTomb(at(), e)
+			l.dropTomb(e)
 			l.add(k, obj, rv, initial)
 		}
 	case typ == config.Deleted:
@@ -242,7 +215,7 @@ func (l *resourceLedger) admit(src *informer, typ config.EventType, obj, old *ob
 		if old != nil && old.UID == e.uid {
 			gone = old
 		}
-		l.drop(at(), e)
+		l.drop(e)
 		l.deliver(delivery{typ: config.Deleted, obj: gone})
 		l.add(k, obj, rv, initial)
 	}
@@ -250,30 +223,28 @@ func (l *resourceLedger) admit(src *informer, typ config.EventType, obj, old *ob
 
 // add records a new object and delivers its ADDED. Called with l.mu held.
 func (l *resourceLedger) add(k nsName, obj *object.Object, rv uint64, initial bool) {
-	e := &entry{uid: obj.UID, rv: rv}
+	e := &entry{place: placeKey(k), uid: obj.UID, rv: rv}
 	l.setLast(e, obj)
-	l.entries[placeKey(k)] = e
+	l.entries.add(e)
 	l.deliver(delivery{typ: config.Added, obj: obj, initial: initial && (l.since == 0 || rv <= l.since)})
 }
 
 // remove forgets a deleted object, or keeps it as a tombstone while watches
 // overlap. Called with l.mu held.
-func (l *resourceLedger) remove(k nsName, e *entry, rv uint64) {
+func (l *resourceLedger) remove(e *entry, rv uint64) {
 	if !l.overlap {
-		var buf [128]byte // the key only while the map deletes it
-		l.drop(string(appendPlace(buf[:0], k)), e)
+		l.drop(e)
 		return
 	}
-	key := placeKey(k)
 	e.deleted, e.rv = true, max(e.rv, rv)
-	l.tombs = append(l.tombs, key)
+	l.tombs = append(l.tombs, e)
 	if len(l.tombs) <= maxTombstones {
 		return
 	}
 	oldest := l.tombs[0]
 	l.tombs = l.tombs[1:]
-	if t := l.entries[oldest]; t != nil && t.deleted {
-		l.drop(oldest, t)
+	if !oldest.gone {
+		l.drop(oldest)
 	}
 	if !l.warnedTombs {
 		l.warnedTombs = true
@@ -282,11 +253,11 @@ func (l *resourceLedger) remove(k nsName, e *entry, rv uint64) {
 	}
 }
 
-// dropTomb removes the tombstone e at key. Called with l.mu held.
-func (l *resourceLedger) dropTomb(key string, e *entry) {
-	l.drop(key, e)
+// dropTomb removes the tombstone e. Called with l.mu held.
+func (l *resourceLedger) dropTomb(e *entry) {
+	l.drop(e)
 	for i, t := range l.tombs {
-		if t == key {
+		if t == e {
 			l.tombs = append(l.tombs[:i], l.tombs[i+1:]...)
 			break
 		}
@@ -368,10 +339,10 @@ func (sc listedScope) covers(k nsName, last *object.Object) bool {
 func (l *resourceLedger) sweep(scopes []listedScope) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	for key, e := range l.entries {
-		k := placeOf(key)
+	for e := range l.entries.all() {
+		k := placeOf(e.place)
 		if e.deleted {
-			l.drop(key, e)
+			l.drop(e)
 			continue
 		}
 		i := slices.IndexFunc(scopes, func(sc listedScope) bool { return sc.covers(k, e.last) })
@@ -381,7 +352,7 @@ func (l *resourceLedger) sweep(scopes []listedScope) {
 		}
 		switch {
 		case i < 0:
-			l.drop(key, e)
+			l.drop(e)
 		case cached != nil:
 			// The state held is taken from the covering cache when it is
 			// the same version: no stopped watch's cache stays referenced
@@ -395,7 +366,7 @@ func (l *resourceLedger) sweep(scopes []listedScope) {
 			// Newer than what the watch has seen: it reports it itself.
 		default:
 			gone := l.lastState(k, e)
-			l.drop(key, e)
+			l.drop(e)
 			l.deliver(delivery{typ: config.Deleted, obj: gone})
 		}
 	}

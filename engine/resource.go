@@ -154,7 +154,7 @@ func (e *Engine) newResource(api apiResource) *resource {
 		r := e.opts.Checkpoint.Resume(api.GVR)
 		for _, o := range r.Objects {
 			rv, _ := object.ParseRV(o.ResourceVersion)
-			l.entries[placeKey(nsName{o.Namespace, o.Name})] = &entry{uid: o.UID, rv: rv}
+			l.entries.add(&entry{place: placeKey(nsName{o.Namespace, o.Name}), uid: o.UID, rv: rv})
 		}
 		if len(r.Objects) > 0 {
 			l.since, l.resumed, rsc.sweep = r.MaxRV, r.Object, true
