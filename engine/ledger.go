@@ -286,7 +286,10 @@ func (l *resourceLedger) lastState(k nsName, e *entry) *object.Object {
 // record. Called with l.mu held.
 func (l *resourceLedger) deliver(ev delivery) {
 	d := deliveries.Get().(*delivery)
-	*d = ev
+	// Field by field: a recycled record is zero, and copying ev whole
+	// would also write its zero fields, through the bulk write barrier
+	// while the GC marks.
+	d.typ, d.obj, d.old, d.initial, d.rules = ev.typ, ev.obj, ev.old, ev.initial, ev.rules
 	if d.rules == nil {
 		d.rules = l.rules
 	}
