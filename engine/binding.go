@@ -17,14 +17,20 @@ import (
 // it, or the sweep after the replacement took it from that watch's cache).
 // Until then the other rules keep getting every event.
 
-// bind makes rs the rules of the resource. The rules in added (new to the
-// resource) get an initial ADDED of every object in the state the others
-// were last told, queued behind what was admitted before, so that they see
-// each object once and from then on every event; those that read bodies
-// wait for bodies (see above).
-func (l *resourceLedger) bind(rs, added []*rules.Rule) {
+// bind makes rs the rules of the resource. The rules new to it (by Key: not
+// told of its objects yet) get an initial ADDED of every object in the state
+// the others were last told, queued behind what was admitted before, so that
+// they see each object once and from then on every event; those that read
+// bodies wait for bodies (see above).
+func (l *resourceLedger) bind(rs []*rules.Rule) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	var added []*rules.Rule
+	for _, r := range rs {
+		if !l.told[r.Key] {
+			added = append(added, r)
+		}
+	}
 	l.rules, l.full, l.held = rs, rs, nil
 	if l.partial > 0 || l.partialWatch {
 		held := func(r *rules.Rule) bool { return r.ReadsBody() && slices.Contains(added, r) }
@@ -39,17 +45,45 @@ func (l *resourceLedger) bind(rs, added []*rules.Rule) {
 		}
 	}
 	l.initial(added)
+	l.noteTold()
 }
 
-// initial queues an ADDED of every object for the rules in rs. Called with
-// l.mu held.
+// noteTold makes the bound rules the ones told of every object, and saves
+// that in the checkpoint. Called with l.mu held.
+func (l *resourceLedger) noteTold() {
+	l.told = make(map[string]bool, len(l.rules))
+	for _, r := range l.rules {
+		l.told[r.Key] = true
+	}
+	l.persist()
+}
+
+// initial queues an ADDED of every object for the rules in rs: its newest
+// state, or for an object resumed from the checkpoint and not listed yet,
+// its last delivered one. Called with l.mu held.
 func (l *resourceLedger) initial(rs []*rules.Rule) {
 	if len(rs) == 0 {
 		return
 	}
+	n := 0
 	for e := range l.entries.all() {
-		if !e.deleted && e.last != nil {
-			l.deliver(delivery{typ: config.Added, obj: e.last, initial: true, rules: rs})
+		if e.deleted {
+			continue
+		}
+		o := e.last
+		if o == nil {
+			o = l.lastState(placeOf(e.place), e)
+		}
+		l.deliver(delivery{typ: config.Added, obj: o, initial: true, rules: rs, informs: l.save != nil})
+		n++
+	}
+	if l.save != nil && n > 0 {
+		// The rules count as told once these are delivered (informed).
+		if l.informing == nil {
+			l.informing = map[string]int{}
+		}
+		for _, r := range rs {
+			l.informing[r.Key] += n
 		}
 	}
 }
@@ -63,6 +97,7 @@ func (l *resourceLedger) release() {
 	held := l.held
 	l.rules, l.held = l.full, nil
 	l.initial(held)
+	l.noteTold()
 }
 
 // setPartialWatch says whether a watch of the resource caches metadata

@@ -29,7 +29,7 @@ func partialObj(t testing.TB, name, uid, rv string) *object.Object {
 func TestLedgerHoldsRulesThatReadBodies(t *testing.T) {
 	l, got, _ := testLedger()
 	names := compileRules(t, "resources:\n  - {gvr: v1/configmaps}\n")
-	l.bind(names, nil)
+	l.bind(names)
 	l.setPartialWatch(true)
 	l.admit(nil, config.Added, partialObj(t, "a", "u1", "5"), nil, true)
 	l.admit(nil, config.Added, partialObj(t, "b", "u2", "6"), nil, true)
@@ -37,12 +37,12 @@ func TestLedgerHoldsRulesThatReadBodies(t *testing.T) {
 
 	both := compileRules(t, "resources:\n  - {gvr: v1/configmaps}\n  - {gvr: v1/configmaps, cel: \"has(object.data)\"}\n")
 	*got = nil
-	l.bind(both, both[1:])
+	l.bind(both)
 	if len(*got) != 0 {
 		t.Fatalf("a rule that reads bodies got %d events of partial states", len(*got))
 	}
-	if keys := l.boundKeys(); !keys[both[0].Key] || keys[both[1].Key] {
-		t.Errorf("bound keys %v: want the first rule only", keys)
+	if keys := l.told; !keys[both[0].Key] || keys[both[1].Key] {
+		t.Errorf("told keys %v: want the first rule only", keys)
 	}
 	// The metadata-only watch still runs: its news goes to the bound rules.
 	l.admit(nil, config.Updated, partialObj(t, "a", "u1", "8"), nil, false)
@@ -87,13 +87,13 @@ func TestLedgerHoldsRulesThatReadBodies(t *testing.T) {
 func TestLedgerSweepGivesHeldRulesTheirBodies(t *testing.T) {
 	l, got, _ := testLedger()
 	names := compileRules(t, "resources:\n  - {gvr: v1/configmaps}\n")
-	l.bind(names, nil)
+	l.bind(names)
 	l.admit(nil, config.Added, obj("a", "u1", "5"), nil, true)
 	l.setPartialWatch(true)
 	l.admit(nil, config.Added, partialObj(t, "a", "u1", "5"), nil, true) // same version, from the metadata-only watch
 	both := compileRules(t, "resources:\n  - {gvr: v1/configmaps}\n  - {gvr: v1/configmaps, cel: \"has(object.data)\"}\n")
 	*got = nil
-	l.bind(both, both[1:])
+	l.bind(both)
 	l.setPartialWatch(false)
 	if len(*got) != 0 {
 		t.Fatalf("released with a partial state left: %d events", len(*got))

@@ -14,8 +14,9 @@ type Checkpoint interface {
 	// Record notes an event whose last handler is done; it is called in
 	// order per object.
 	Record(gvr schema.GroupVersionResource, m Mark)
-	// Forget drops a resource no rule watches any more.
-	Forget(gvr schema.GroupVersionResource)
+	// Bind notes what the record of a resource stands on; nil forgets the
+	// resource (no rule watches it any more).
+	Bind(gvr schema.GroupVersionResource, b *Binding)
 }
 
 // Mark is one delivered state: an object's, or its deletion.
@@ -24,12 +25,23 @@ type Mark struct {
 	Deleted bool
 }
 
+// Binding is what the record of a resource stands on, besides its objects.
+type Binding struct {
+	// Since is the resource version the record starts at: an object first
+	// listed with a higher one was created or changed after Faro began
+	// watching the resource (while Faro was down, or while its ADDED was
+	// in flight), so its ADDED is not initial. 0 until the resource's
+	// watches have listed once.
+	Since uint64
+	// Rules are the Keys of the rules that were told of every object
+	// recorded.
+	Rules []string
+}
+
 // Resumed is what a Checkpoint knew of a resource at start.
 type Resumed struct {
 	Objects []ResumedObject
-	// MaxRV is the highest resource version delivered: objects listed with
-	// a higher one appeared while Faro was down.
-	MaxRV uint64
+	Binding Binding
 	// Object returns the last delivered state of an object (nil when it
 	// cannot be read).
 	Object func(uid types.UID) *object.Object

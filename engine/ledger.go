@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"cmp"
 	"slices"
 	"strconv"
 	"sync"
@@ -115,14 +116,24 @@ type resourceLedger struct {
 	partial      int
 	partialWatch bool
 	held, full   []*rules.Rule
-	// since: an object first listed with a higher resource version
-	// appeared after Faro knew the resource (created while Faro was down,
-	// or after its CRD was established): its ADDED is not initial. 0 means
-	// every listed object is initial.
+	// since: until the resource's watches have listed once, an object
+	// first listed with a higher resource version appeared after Faro knew
+	// the resource (created while Faro was down, or after its CRD was
+	// established): its ADDED is not initial. 0 means every listed object
+	// is initial.
 	since uint64
 	// resumed returns the last delivered state of an object from the
 	// checkpoint; nil when nothing was resumed.
 	resumed func(uid types.UID) *object.Object
+	// The record's binding (see Binding): origin is its Since; told are
+	// the Keys of the rules told of every object, and informing counts,
+	// per rule Key, the initial ADDEDs still in flight to a rule new to
+	// the resource. save keeps the binding in the checkpoint (nil without
+	// one).
+	origin    uint64
+	told      map[string]bool
+	informing map[string]int
+	save      func(*Binding)
 	// overlap is set while a replaced watch still runs beside its
 	// successor: deletions are then kept as tombstones (oldest first in
 	// tombs, at most maxTombstones).
@@ -289,7 +300,7 @@ func (l *resourceLedger) deliver(ev delivery) {
 	// Field by field: a recycled record is zero, and copying ev whole
 	// would also write its zero fields, through the bulk write barrier
 	// while the GC marks.
-	d.typ, d.obj, d.old, d.initial, d.rules = ev.typ, ev.obj, ev.old, ev.initial, ev.rules
+	d.typ, d.obj, d.old, d.initial, d.rules, d.informs = ev.typ, ev.obj, ev.old, ev.initial, ev.rules, ev.informs
 	if d.rules == nil {
 		d.rules = l.rules
 	}
@@ -298,15 +309,61 @@ func (l *resourceLedger) deliver(ev delivery) {
 	l.push(d)
 }
 
-// boundKeys returns the Keys of the bound rules.
-func (l *resourceLedger) boundKeys() map[string]bool {
+// listed ends the resource's first listing: from now on an object listed
+// for the first time (a watch's scope widened) gives an initial ADDED. The
+// record starts at the cutoff of that listing, or at first the oldest of its
+// watches' lists (listed). Called with the resource's watches all listed.
+func (l *resourceLedger) listed(first uint64) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	keys := map[string]bool{}
-	for _, r := range l.rules {
-		keys[r.Key] = true
+	if l.origin == 0 {
+		l.origin = cmp.Or(l.since, first)
 	}
-	return keys
+	l.since = 0
+	l.persist()
+}
+
+// persist saves the binding in the checkpoint: the rules told of every
+// object, not those still being told. Called with l.mu held.
+func (l *resourceLedger) persist() {
+	if l.save == nil || l.forgotten.Load() {
+		return
+	}
+	b := &Binding{Since: l.origin}
+	for k := range l.told {
+		if l.informing[k] == 0 {
+			b.Rules = append(b.Rules, k)
+		}
+	}
+	slices.Sort(b.Rules)
+	l.save(b)
+}
+
+// informed notes that an initial ADDED to the rules rs was delivered.
+func (l *resourceLedger) informed(rs []*rules.Rule) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	done := false
+	for _, r := range rs {
+		if l.informing[r.Key]--; l.informing[r.Key] <= 0 {
+			delete(l.informing, r.Key)
+			done = true
+		}
+	}
+	if done {
+		l.persist()
+	}
+}
+
+// forget marks the resource as watched by no rule: nothing of it is
+// recorded any more, and the checkpoint drops it.
+func (l *resourceLedger) forget() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.forgotten.Store(true)
+	if l.save != nil {
+		l.save(nil)
+	}
 }
 
 // setOverlap says whether watches of the resource overlap.

@@ -180,7 +180,7 @@ func TestLedgerResumedStates(t *testing.T) {
 func TestLedgerBind(t *testing.T) {
 	l, got, _ := testLedger()
 	old := compileRules(t, "resources:\n  - {gvr: v1/configmaps}\n")
-	l.bind(old, nil)
+	l.bind(old)
 	l.admit(nil, config.Added, obj("a", "u1", "5"), nil, false)
 	l.admit(nil, config.Updated, obj("a", "u1", "6"), obj("a", "u1", "5"), false)
 	l.setOverlap(true)
@@ -188,7 +188,7 @@ func TestLedgerBind(t *testing.T) {
 	l.admit(nil, config.Deleted, obj("b", "u2", "8"), nil, false) // a tombstone: no initial event
 	both := compileRules(t, "resources:\n  - {gvr: v1/configmaps}\n  - {gvr: v1/configmaps, name_pattern: a}\n")
 	*got = nil
-	l.bind(both, both[1:])
+	l.bind(both)
 	if len(*got) != 1 {
 		t.Fatalf("bind delivered %d events, want 1", len(*got))
 	}
@@ -284,7 +284,7 @@ func benchmarkAdmit(b *testing.B, mode string) {
 	// The queue gives each delivery record back once done with it, as the
 	// engine's workers do when its event is processed.
 	l := newResourceLedger(cmGVR, "ConfigMap", func(d *delivery) { d.release() }, func(string, ...any) {})
-	l.bind(compileRules(b, "resources:\n  - {gvr: v1/configmaps}\n"), nil)
+	l.bind(compileRules(b, "resources:\n  - {gvr: v1/configmaps}\n"))
 	names, uids := make([]string, objects), make([]string, objects)
 	last := make([]*object.Object, objects)
 	for i := range objects {

@@ -31,6 +31,8 @@ type delivery struct {
 	typ      config.EventType
 	obj, old *object.Object // obj is never nil
 	initial  bool
+	informs  bool // an initial ADDED to rules new to the resource (see informed)
+	matched  bool // owned by the worker holding the key, as ev and matches are
 	// rules are the rules bound to the resource when the event was
 	// admitted (for the initial ADDED of rules new to a resource, those
 	// rules); ledger is the ledger that admitted it.
@@ -38,14 +40,15 @@ type delivery struct {
 	ledger *resourceLedger
 	// src is the informer whose event this is, rv its resource version
 	// (nil and 0 for events the ledger made up: initial events of new
-	// rules, deletions found by a sweep).
-	src *informer
-	rv  uint64
-	at  time.Time // when it was queued
+	// rules, deletions found by a sweep). newest is the version of the
+	// newest UPDATED merged into it (see push), 0 when none was.
+	src    *informer
+	rv     uint64
+	newest uint64
+	at     time.Time // when it was queued
 
 	// Owned by the worker holding the key.
 	ev      *rules.Event // what the rules matched; each rule's view of the objects
-	matched bool
 	matches []*rules.Rule
 	step    int // steps done: for each match, 1 (log) + one per plugin
 }
@@ -165,7 +168,7 @@ func (p *pendingEvents) push(k objKey, d *delivery) (o *pendingObj, first, compa
 	q := o.events
 	if n := len(q); n >= p.max && n >= 2 && d.typ == config.Updated {
 		if tail := q[n-1]; tail.typ == config.Updated && !tail.started() && sameRules(tail.rules, d.rules) {
-			tail.obj = d.obj
+			tail.obj, tail.newest = d.obj, d.rv
 			return o, false, true
 		}
 	}
@@ -317,6 +320,9 @@ func (e *Engine) delivered(d *delivery) {
 	}
 	if e.opts.Checkpoint == nil || d.ledger.forgotten.Load() {
 		return
+	}
+	if d.informs {
+		d.ledger.informed(d.rules)
 	}
 	e.opts.Checkpoint.Record(d.ledger.gvr, Mark{Object: d.obj, Deleted: d.typ == config.Deleted})
 }

@@ -100,7 +100,7 @@ resources:
 		t.Fatal(err)
 	}
 	l := newResourceLedger(cmGVR, "ConfigMap", e.enqueue, e.log.Warn)
-	l.bind(set.Rules, nil)
+	l.bind(set.Rules)
 	e.resources[cmGVR] = &resource{ledger: l}
 	var wg sync.WaitGroup
 	for range workers {

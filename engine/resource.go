@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"cmp"
 	"context"
 	"slices"
 	"sort"
@@ -25,6 +26,8 @@ type resource struct {
 	// reconciled with their caches (the set of informers changed, or the
 	// ledger was resumed from the checkpoint).
 	sweep bool
+	// listed is set once every desired informer has listed.
+	listed bool
 }
 
 // ReconcileResult says what a reconcile changed.
@@ -92,14 +95,7 @@ func (e *Engine) reconcile(ctx context.Context) ReconcileResult {
 			rsc = e.newResource(apis[gvr])
 			e.resources[gvr] = rsc
 		}
-		known := rsc.ledger.boundKeys()
-		var added []*rules.Rule
-		for _, r := range rs {
-			if !known[r.Key] {
-				added = append(added, r)
-			}
-		}
-		rsc.ledger.bind(rs, added)
+		rsc.ledger.bind(rs)
 
 		// With a checkpoint, bodies are always cached: what it keeps of
 		// each object is what rules added after a restart are told was
@@ -150,14 +146,20 @@ func (e *Engine) newResource(api apiResource) *resource {
 	// A resource that appeared while Faro ran (its CRD was created): what
 	// was created since is news, not initial state.
 	l.since = e.appeared[api.GVR]
-	if e.opts.Checkpoint != nil {
-		r := e.opts.Checkpoint.Resume(api.GVR)
+	if cp := e.opts.Checkpoint; cp != nil {
+		l.save = func(b *Binding) { cp.Bind(api.GVR, b) }
+		r := cp.Resume(api.GVR)
 		for _, o := range r.Objects {
 			rv, _ := object.ParseRV(o.ResourceVersion)
 			l.entries.add(&entry{place: placeKey(nsName{o.Namespace, o.Name}), uid: o.UID, rv: rv})
 		}
-		if len(r.Objects) > 0 {
-			l.since, l.resumed, rsc.sweep = r.MaxRV, r.Object, true
+		if len(r.Objects) > 0 || r.Binding.Since != 0 {
+			l.origin, l.resumed, rsc.sweep = r.Binding.Since, r.Object, true
+			l.since = cmp.Or(l.origin, l.since)
+			l.told = map[string]bool{}
+			for _, k := range r.Binding.Rules {
+				l.told[k] = true
+			}
 			e.log.Info("ledger resumed", "gvr", gvrString(api.GVR), "objects", len(r.Objects))
 		}
 	}
@@ -172,10 +174,7 @@ func (e *Engine) dropResource(rsc *resource) (stopped []string) {
 		e.stopInformer(rsc, w)
 		stopped = append(stopped, k.String())
 	}
-	rsc.ledger.forgotten.Store(true)
-	if e.opts.Checkpoint != nil {
-		e.opts.Checkpoint.Forget(rsc.api.GVR)
-	}
+	rsc.ledger.forget()
 	delete(e.resources, rsc.api.GVR)
 	return stopped
 }
@@ -199,8 +198,10 @@ func (e *Engine) settle(rsc *resource) {
 		}
 	}
 	if !rsc.sweep {
+		e.listed(rsc)
 		return
 	}
+	defer e.listed(rsc)
 	rsc.sweep = false
 	var scopes []listedScope
 	for k := range rsc.desired {
@@ -215,6 +216,22 @@ func (e *Engine) settle(rsc *resource) {
 			}})
 	}
 	rsc.ledger.sweep(scopes)
+}
+
+// listed ends the first listing of a resource whose desired informers have
+// all listed (see resourceLedger.listed). Called with e.mu held.
+func (e *Engine) listed(rsc *resource) {
+	if rsc.listed {
+		return
+	}
+	rsc.listed = true
+	var first uint64
+	for k := range rsc.desired {
+		if rv := rsc.watches[k].listed.Load(); rv != 0 && (first == 0 || rv < first) {
+			first = rv
+		}
+	}
+	rsc.ledger.listed(first)
 }
 
 // notePartial tells the ledger of rsc whether one of its watches caches

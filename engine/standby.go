@@ -105,7 +105,9 @@ func (e *Engine) Trim(marks map[string]uint64) {
 		q := o.events
 		kept := q[:0]
 		for _, d := range q {
-			if m, ok := marks[d.srcKey()]; ok && d.rv != 0 && d.rv <= m && !d.started() {
+			// A merged event is the leader's only once it has
+			// delivered the newest state merged into it.
+			if m, ok := marks[d.srcKey()]; ok && d.rv != 0 && max(d.rv, d.newest) <= m && !d.started() {
 				gone = append(gone, d)
 				continue
 			}

@@ -64,3 +64,30 @@ func TestStandbyTrimsWhatTheLeaderDelivered(t *testing.T) {
 		t.Errorf("delivered %s, want a@3,b@4", got)
 	}
 }
+
+// TestStandbyKeepsAMergedNewerState: an UPDATED merged into an older one
+// (the backlog limit) is trimmed only once the leader's mark covers the
+// newest state merged into it.
+func TestStandbyKeepsAMergedNewerState(t *testing.T) {
+	rec := newRecorder()
+	e, _ := newTestEngine(t, rec, 0, 0)
+	e.pending.max = 3
+	w := &informer{key: watchKey{GVR: cmGVR, Namespace: "ns"}}
+	l := e.resources[cmGVR].ledger
+	prev := cm("a", 1)
+	l.admit(w, config.Added, prev, nil, true)
+	for rv := 2; rv <= 10; rv++ {
+		u := cm("a", rv)
+		l.admit(w, config.Updated, u, prev, false)
+		prev = u
+	}
+	e.Trim(map[string]uint64{w.key.String(): 5})
+	for e.pending.len() > 0 {
+		e.processNext(context.Background())
+	}
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if got := strings.Join(rec.order, ","); got != "a@10" {
+		t.Errorf("delivered %q, want a@10 (the merged state past the leader's mark)", got)
+	}
+}

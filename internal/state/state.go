@@ -6,8 +6,10 @@
 //
 // The store is one bbolt file, ledger.db: a bucket per resource, keyed by
 // object UID, holding the object's place, its resource version and its last
-// delivered state (on disk only; the engine keeps no bodies). Writes are
-// batched and committed (fsynced) every FlushEvery or FlushBatch records.
+// delivered state (on disk only; the engine keeps no bodies), and the
+// resource's binding (where its record starts, the rules told of it).
+// Writes are batched and committed (fsynced) every FlushEvery or FlushBatch
+// records.
 package state
 
 import (
@@ -20,6 +22,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -41,7 +44,10 @@ var (
 	metaBucket = []byte("faro")
 	formatKey  = []byte("format")
 	format     = []byte("faro-ledger/1")
-	maxRVKey   = []byte("!max-resource-version") // not a UID
+	// A resource's bucket keeps its binding (engine.Binding) under keys
+	// that start with '!', which no UID does.
+	sinceKey = []byte("!since")
+	rulesKey = []byte("!rules")
 )
 
 // Options configures Open.
@@ -57,24 +63,26 @@ type Options struct {
 
 // Store is an open ledger file. It implements engine.Checkpoint.
 type Store struct {
-	opts    Options
-	path    string
-	db      *bolt.DB
-	resumed map[string]engine.Resumed // by bucket name, read at Open
+	opts Options
+	path string
+	db   *bolt.DB
 
 	mu      sync.Mutex
+	resumed map[string]engine.Resumed // by bucket name, read at Open; a forgotten resource leaves it
 	pending []op
 	kick    chan struct{}
 	stop    context.CancelFunc
 	done    chan struct{}
 }
 
-// op is one write: a delivered state, a deletion, or a forgotten resource.
+// op is one write: a delivered state, a deletion, a binding, or a
+// forgotten resource (bind set, binding nil).
 type op struct {
 	bucket  string
 	obj     *object.Object
 	deleted bool
-	forget  bool
+	bind    bool
+	binding *engine.Binding
 }
 
 // Open opens (or creates) the ledger in opts.Dir and reads what it holds.
@@ -207,9 +215,15 @@ func (s *Store) load() (err error) {
 			bucket := string(name)
 			var r engine.Resumed
 			err := b.ForEach(func(k, v []byte) error {
-				if bytes.Equal(k, maxRVKey) {
-					r.MaxRV, _ = strconv.ParseUint(string(v), 10, 64)
+				switch {
+				case bytes.Equal(k, sinceKey):
+					r.Binding.Since, _ = strconv.ParseUint(string(v), 10, 64)
 					return nil
+				case bytes.Equal(k, rulesKey):
+					r.Binding.Rules = strings.Fields(string(v))
+					return nil
+				case bytes.HasPrefix(k, []byte("!")):
+					return nil // a binding key this Faro does not know
 				}
 				ns, name, rv, _, err := decode(v)
 				if err != nil {
@@ -228,8 +242,11 @@ func (s *Store) load() (err error) {
 	})
 }
 
-// Resume returns what was delivered of gvr before the restart.
+// Resume returns what was delivered of gvr before the restart; nothing once
+// gvr was forgotten.
 func (s *Store) Resume(gvr schema.GroupVersionResource) engine.Resumed {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	return s.resumed[bucketName(gvr)]
 }
 
@@ -238,9 +255,16 @@ func (s *Store) Record(gvr schema.GroupVersionResource, m engine.Mark) {
 	s.add(op{bucket: bucketName(gvr), obj: m.Object, deleted: m.Deleted})
 }
 
-// Forget queues the removal of everything recorded of gvr.
-func (s *Store) Forget(gvr schema.GroupVersionResource) {
-	s.add(op{bucket: bucketName(gvr), forget: true})
+// Bind queues gvr's binding for the next commit; a nil one queues the
+// removal of everything recorded of gvr.
+func (s *Store) Bind(gvr schema.GroupVersionResource, b *engine.Binding) {
+	name := bucketName(gvr)
+	if b == nil {
+		s.mu.Lock()
+		delete(s.resumed, name)
+		s.mu.Unlock()
+	}
+	s.add(op{bucket: name, bind: true, binding: b})
 }
 
 func (s *Store) add(o op) {
@@ -337,7 +361,7 @@ func (s *Store) flush() {
 
 func apply(tx *bolt.Tx, o op) error {
 	name := []byte(o.bucket)
-	if o.forget {
+	if o.bind && o.binding == nil {
 		if err := tx.DeleteBucket(name); err != nil && !errors.Is(err, berrors.ErrBucketNotFound) {
 			return err
 		}
@@ -347,14 +371,13 @@ func apply(tx *bolt.Tx, o op) error {
 	if err != nil {
 		return err
 	}
-	uid := []byte(o.obj.UID)
-	if rv, ok := o.obj.RV(); ok {
-		if old, _ := strconv.ParseUint(string(b.Get(maxRVKey)), 10, 64); rv > old {
-			if err := b.Put(maxRVKey, []byte(strconv.FormatUint(rv, 10))); err != nil {
-				return err
-			}
+	if o.bind {
+		if err := b.Put(sinceKey, strconv.AppendUint(nil, o.binding.Since, 10)); err != nil {
+			return err
 		}
+		return b.Put(rulesKey, []byte(strings.Join(o.binding.Rules, " ")))
 	}
+	uid := []byte(o.obj.UID)
 	if o.deleted {
 		return b.Delete(uid)
 	}

@@ -3,6 +3,7 @@ package state
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -40,7 +41,7 @@ func open(t *testing.T, dir string) *Store {
 
 // TestRoundTrip: what is recorded before Close is resumed by the next Open:
 // places and versions in memory, bodies on demand; deletions and forgotten
-// resources are gone; the highest version survives its object.
+// resources are gone; the binding survives.
 func TestRoundTrip(t *testing.T) {
 	dir := t.TempDir()
 	s := open(t, dir)
@@ -52,8 +53,11 @@ func TestRoundTrip(t *testing.T) {
 	s.Record(cms, engine.Mark{Object: cm("a", "u1", "7", "two")})
 	s.Record(cms, engine.Mark{Object: cm("b", "u2", "8", "x")})
 	s.Record(cms, engine.Mark{Object: cm("b", "u2", "9", "x"), Deleted: true})
+	s.Bind(cms, &engine.Binding{Since: 4, Rules: []string{"k1"}})
+	s.Bind(cms, &engine.Binding{Since: 4, Rules: []string{"k1", "k2"}})
 	s.Record(secrets, engine.Mark{Object: cm("s", "u3", "3", "x")})
-	s.Forget(secrets)
+	s.Bind(secrets, &engine.Binding{Since: 2})
+	s.Bind(secrets, nil)
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -64,8 +68,8 @@ func TestRoundTrip(t *testing.T) {
 	if len(r.Objects) != 1 || r.Objects[0] != (engine.ResumedObject{Namespace: "ns", Name: "a", UID: "u1", ResourceVersion: "7"}) {
 		t.Fatalf("resumed %+v, want only a@7", r.Objects)
 	}
-	if r.MaxRV != 9 {
-		t.Errorf("max resource version %d, want 9 (the deletion's)", r.MaxRV)
+	if b := r.Binding; b.Since != 4 || !slices.Equal(b.Rules, []string{"k1", "k2"}) {
+		t.Errorf("resumed binding %+v, want since 4 and rules k1 k2 (the last saved)", b)
 	}
 	body, err := r.Object("u1").Unstructured()
 	if err != nil {
@@ -77,8 +81,14 @@ func TestRoundTrip(t *testing.T) {
 	if r.Object("u2") != nil {
 		t.Error("a deleted object's state is still there")
 	}
-	if n := len(s.Resume(secrets).Objects); n != 0 {
-		t.Errorf("a forgotten resource resumes %d objects", n)
+	if r := s.Resume(secrets); len(r.Objects) != 0 || r.Binding.Since != 0 {
+		t.Errorf("a forgotten resource resumes %+v", r)
+	}
+	// Forgotten while running, a resource no longer resumes what the file
+	// held at Open: watched again, it starts afresh.
+	s.Bind(cms, nil)
+	if r := s.Resume(cms); len(r.Objects) != 0 || r.Binding.Since != 0 {
+		t.Errorf("after Bind(nil) the resource still resumes %+v", r)
 	}
 }
 
@@ -101,7 +111,7 @@ func TestBatchesCommitWithoutClose(t *testing.T) {
 			}
 			return nil
 		})
-		if n == 3 { // two objects and the max version
+		if n == 2 {
 			break
 		}
 		sleep()

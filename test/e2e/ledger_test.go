@@ -247,7 +247,9 @@ func hasMsg(m string) func([]event) bool {
 // TestResumeAfterKill: Faro killed with SIGKILL and restarted on the same
 // state_dir reports exactly what changed while it was down (updates,
 // deletions, creations, a re-create) and nothing of the objects that did not
-// change; a torn ledger file is refused with a message naming it.
+// change, while an entry added to the config meanwhile is told of the
+// objects it selects; a torn ledger file is refused with a message naming
+// it.
 func TestResumeAfterKill(t *testing.T) {
 	ns := createNamespace(t, "resume")
 	cfg := configFile(t, fmt.Sprintf("state_dir: state\nresources:\n  - gvr: v1/configmaps\n    namespace_patterns: [%q]\n", ns))
@@ -278,28 +280,50 @@ func TestResumeAfterKill(t *testing.T) {
 	}
 	deleteCM(t, ns, names[5])
 	again := createCM(t, ns, names[5], nil)
+	// An entry added to the config while Faro was down: it is told of the
+	// objects it selects (cm-00 in its last delivered state, then its
+	// change).
+	if err := os.WriteFile(cfg, fmt.Appendf(nil, "state_dir: state\nresources:\n  - gvr: v1/configmaps\n    namespace_patterns: [%q]\n"+
+		"  - gvr: v1/configmaps\n    namespace_patterns: [%q]\n    name_pattern: 'cm-(00|10|11)'\n", ns, ns), 0o600); err != nil {
+		t.Fatal(err)
+	}
 
 	p = startProcess(t, cfg)
-	p.waitFor(t, "the changes", func(evs []event) bool { return len(evs) >= 9 })
+	p.waitFor(t, "the changes", func(evs []event) bool { return len(evs) >= 13 })
 	createCM(t, ns, "marker-2", nil)
 	p.waitFor(t, "the marker", hasMsg(msg("ADDED", "v1/configmaps", ns+"/marker-2")))
-	var got []string
+	got := map[string][]string{}
+	var recreate []string
 	for _, e := range p.snapshot() {
 		if e.Name != "marker-2" {
-			got = append(got, fmt.Sprintf("%s %s initial=%v", e.Type, e.Name, e.Initial))
+			got[e.Rule] = append(got[e.Rule], fmt.Sprintf("%s %s initial=%v", e.Type, e.Name, e.Initial))
 		}
-		if e.Name == names[5] && e.Type == "DELETED" && e.UID != string(old.UID) || e.Name == names[5] && e.Type == "ADDED" && e.UID != string(again.UID) {
-			t.Errorf("re-created object reported with the wrong uid: %v", e)
+		if e.Name == names[5] {
+			recreate = append(recreate, e.Type)
+			if e.Type == "DELETED" && e.UID != string(old.UID) || e.Type == "ADDED" && e.UID != string(again.UID) {
+				t.Errorf("re-created object reported with the wrong uid: %v", e)
+			}
 		}
 	}
-	slices.Sort(got)
-	want := []string{
-		"ADDED cm-05 initial=false", "ADDED new-1 initial=false", "ADDED new-2 initial=false",
-		"DELETED cm-03 initial=false", "DELETED cm-04 initial=false", "DELETED cm-05 initial=false",
-		"UPDATED cm-00 initial=false", "UPDATED cm-01 initial=false", "UPDATED cm-02 initial=false",
+	if !slices.Equal(recreate, []string{"DELETED", "ADDED"}) {
+		t.Errorf("re-created object reported as %v, want DELETED then ADDED", recreate)
 	}
-	if !slices.Equal(got, want) {
-		t.Errorf("after the restart:\n got %v\nwant %v", got, want)
+	g := got["resources[1]"]
+	if a, u := slices.Index(g, "ADDED cm-00 initial=true"), slices.Index(g, "UPDATED cm-00 initial=false"); a < 0 || u < a {
+		t.Errorf("the new entry got %v: want its initial ADDED of cm-00 before cm-00's change", g)
+	}
+	for rule, want := range map[string][]string{
+		"resources[0]": {
+			"ADDED cm-05 initial=false", "ADDED new-1 initial=false", "ADDED new-2 initial=false",
+			"DELETED cm-03 initial=false", "DELETED cm-04 initial=false", "DELETED cm-05 initial=false",
+			"UPDATED cm-00 initial=false", "UPDATED cm-01 initial=false", "UPDATED cm-02 initial=false",
+		},
+		"resources[1]": {"ADDED cm-00 initial=true", "ADDED cm-10 initial=true", "ADDED cm-11 initial=true", "UPDATED cm-00 initial=false"},
+	} {
+		slices.Sort(got[rule])
+		if !slices.Equal(got[rule], want) {
+			t.Errorf("after the restart, %s:\n got %v\nwant %v", rule, got[rule], want)
+		}
 	}
 
 	// A torn ledger is refused, naming the file; it is not reset.
