@@ -154,7 +154,12 @@ func (e *Engine) listWatch(w *informer) cache.ListerWatcher {
 	opts := object.Options{KeepLastApplied: e.opts.KeepLastApplied, MetadataOnly: !w.key.Bodies}
 	noteListed := func(rv string) {
 		n, _ := object.ParseRV(rv)
-		w.listed.Store(n)
+		if w.listed.Swap(n) != 0 {
+			// Its watch could not resume where it stopped (as on 410 Gone: the
+			// server's history was compacted past it): the ledger turns
+			// the new list into the changes since.
+			e.log.Info("informer listed again", "watch", w.key.String(), "resource_version", rv)
+		}
 	}
 	// get opens the response body of a list or watch of the scope.
 	get := func(ctx context.Context, o *metav1.ListOptions) (io.ReadCloser, error) {

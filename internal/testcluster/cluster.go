@@ -143,6 +143,15 @@ func (c *Cluster) StartAPIServer() error {
 	return c.env.ControlPlane.GetAPIServer().Start()
 }
 
+// SetWatchCache turns the kube-apiserver's watch cache on or off from its
+// next start. Without it, watches are served by etcd itself, so a watch
+// that resumes from a resource version etcd compacted away gets 410 Gone
+// (with it, a restarted apiserver's cache answers 410 for any version older
+// than its start, compacted or not).
+func (c *Cluster) SetWatchCache(on bool) {
+	c.env.ControlPlane.GetAPIServer().Configure().Set("watch-cache", strconv.FormatBool(on))
+}
+
 // RestartAPIServer stops and starts the kube-apiserver.
 func (c *Cluster) RestartAPIServer() error {
 	if err := c.StopAPIServer(); err != nil {

@@ -18,7 +18,7 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/watch"
+	apiwatch "k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 )
 
@@ -100,10 +100,12 @@ func checkContains(t *testing.T, what string, got, want []string) {
 }
 
 // TestWatchCompactedUnderChurn: while Faro's apiserver is away, objects keep
-// changing and etcd is compacted past Faro's resource version, so its watch
-// resumes into 410 Gone and lists again. Every change Faro could see is
-// reported once and in order: the writes before and after the outage each
-// once, the outage's writes as the state the relist found, nothing twice.
+// changing and etcd is compacted past Faro's resource version. The apiserver
+// comes back without its watch cache, so Faro's watch resumes against etcd
+// itself and meets 410 Gone only because of the compaction, and Faro lists
+// again. Every change Faro could see is reported once and in order: the
+// writes before and after the outage each once, the outage's writes as the
+// state the relist found, nothing twice.
 func TestWatchCompactedUnderChurn(t *testing.T) {
 	ns := createNamespace(t, "compact")
 	names := []string{"a", "b", "c", "d", "e"}
@@ -111,6 +113,7 @@ func TestWatchCompactedUnderChurn(t *testing.T) {
 		createCM(t, ns, n, nil)
 	}
 	f := startFaro(t, fmt.Sprintf("resources:\n  - gvr: v1/configmaps\n    namespace_patterns: [%q]\n", ns))
+	watch := "v1/configmaps in " + ns
 	var before, during, after writeLog
 	churn := func(w *writeLog, c kubernetes.Interface) {
 		for range 3 {
@@ -125,29 +128,41 @@ func TestWatchCompactedUnderChurn(t *testing.T) {
 	f.waitFor(waitTime, "the last write before the outage", func(evs []event, _ []string) bool {
 		return slices.Contains(reported(evs, ns, "e"), oldRV)
 	})
+	if n := f.countDiag("informer listed again", watch); n != 0 {
+		t.Fatalf("faro listed again %d times before the outage", n)
+	}
+	cluster.SetWatchCache(false)
+	defer func() {
+		// The other tests run against the apiserver as configured.
+		cluster.SetWatchCache(true)
+		if err := cluster.RestartAPIServer(); err != nil {
+			t.Fatalf("restart apiserver with its watch cache: %v", err)
+		}
+	}()
 	duringOutage(t, func(kube2 kubernetes.Interface) {
 		churn(&during, kube2)
 		if _, err := cluster.CompactEtcd(t.Context()); err != nil {
 			t.Fatal(err)
 		}
-		// What Faro's watch meets when it resumes: history before the
-		// compaction is gone.
-		w, err := kube2.CoreV1().ConfigMaps(ns).Watch(t.Context(), metav1.ListOptions{ResourceVersion: oldRV})
-		if err == nil {
-			ev := <-w.ResultChan()
-			w.Stop()
-			if err = apierrors.FromObject(ev.Object); ev.Type != watch.Error {
-				t.Fatalf("a watch from resource version %s after the compaction got %s %v, want 410 Gone", oldRV, ev.Type, ev.Object)
-			}
-		}
-		if !apierrors.IsResourceExpired(err) && !apierrors.IsGone(err) {
-			t.Fatalf("a watch from resource version %s after the compaction: %v, want 410 Gone", oldRV, err)
-		}
 	})
-	// The relist is done once an object created afterwards is reported.
-	// The reflector's backoff after the outage (up to 30s) comes first.
+	// What Faro's watch met when it resumed, served by etcd: history
+	// before the compaction is gone.
+	w, err := kube.CoreV1().ConfigMaps(ns).Watch(t.Context(), metav1.ListOptions{ResourceVersion: oldRV})
+	if err == nil {
+		ev := <-w.ResultChan()
+		w.Stop()
+		if err = apierrors.FromObject(ev.Object); ev.Type != apiwatch.Error {
+			t.Fatalf("a watch from resource version %s after the compaction got %s %v, want 410 Gone", oldRV, ev.Type, ev.Object)
+		}
+	}
+	if !apierrors.IsResourceExpired(err) && !apierrors.IsGone(err) {
+		t.Fatalf("a watch from resource version %s after the compaction: %v, want 410 Gone", oldRV, err)
+	}
+	// Faro lists again once its reflector's backoff after the outage (up
+	// to 30s) has passed.
+	f.waitDiag(90*time.Second, "informer listed again", watch)
 	createCM(t, ns, "relisted", nil)
-	f.waitEvent(msg("ADDED", "v1/configmaps", ns+"/relisted"), 90*time.Second)
+	f.waitEvent(msg("ADDED", "v1/configmaps", ns+"/relisted"), waitTime)
 	churn(&after, kube)
 	f.settle(func() { createCM(t, ns, "marker", nil) }, msg("ADDED", "v1/configmaps", ns+"/marker"))
 
