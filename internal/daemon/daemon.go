@@ -8,7 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -159,7 +161,11 @@ func Run(ctx context.Context, opts Options) error {
 	d.armShutdown(cfg)
 	defer d.disarmShutdown()
 
-	d.log.Info("starting", "config", opts.ConfigPath, "rules", len(set.Rules))
+	started := []any{"config", opts.ConfigPath, "rules", len(set.Rules)}
+	if lim := debug.SetMemoryLimit(-1); lim != math.MaxInt64 {
+		started = append(started, "go_memory_limit", fmt.Sprintf("%dMiB", lim>>20))
+	}
+	d.log.Info("starting", started...)
 	d.current, d.attempted = set, cfg
 	res := eng.Apply(ctx, set)
 	configLoaded.Set(nil)
