@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -20,6 +21,7 @@ import (
 	"github.com/faro-dev/faro/config"
 	"github.com/faro-dev/faro/engine"
 	"github.com/faro-dev/faro/internal/daemon"
+	"github.com/faro-dev/faro/internal/object"
 	"github.com/faro-dev/faro/internal/wasmhost"
 	"github.com/faro-dev/faro/rules"
 )
@@ -28,11 +30,14 @@ const pluginUsage = `Usage:
   faro plugin compile [--cache-dir DIR] PLUGIN.wasm...
       compile plugins into the compilation cache (to bake into an image)
   faro plugin run PLUGIN.wasm [--plugin-config JSON|@FILE] --object FILE|- [--old-object FILE]
-                  [--event-type ADDED|UPDATED|DELETED] [--gvr GVR]
+                  [--event-type ADDED|UPDATED|DELETED] [--gvr GVR] [--keep-last-applied]
       run a plugin on objects from files, without a cluster, as the daemon
       would: each emitted record is a JSON line on stdout; the plugin's logs
       and a summary go to stderr; exit 1 unless every event succeeded.
       FILE is one object (JSON or YAML) or a List (one event per item).
+      As the daemon does, metadata.managedFields and (unless
+      --keep-last-applied) the kubectl last-applied-configuration
+      annotation are dropped before the plugin sees an object.
       The resource is guessed from apiVersion and kind (the kind's English
       plural: v1/configmaps, networking.k8s.io/v1/ingresses); --gvr
       overrides the guess, e.g. for a custom resource's irregular plural.
@@ -126,6 +131,7 @@ func runPluginRun(args []string, stdin io.Reader, stdout, stderr io.Writer) int 
 	oldFile := fs.String("old-object", "", "the previous object, for an UPDATED event")
 	eventType := fs.String("event-type", "", "ADDED, UPDATED or DELETED (default UPDATED with --old-object, else ADDED)")
 	gvr := fs.String("gvr", "", "the resource, e.g. v1/configmaps or apps/v1/deployments; overrides the guess from apiVersion and kind\n(the English plural of the kind), which is wrong for custom resources with an irregular plural")
+	keepLastApplied := fs.Bool("keep-last-applied", false, "keep the "+object.LastApplied+" annotation,\nas keep_last_applied: true in the daemon's config does (by default it is dropped, as is metadata.managedFields)")
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
 		return parseCode(err)
@@ -159,13 +165,15 @@ func runPluginRun(args []string, stdin io.Reader, stdout, stderr io.Writer) int 
 			return usage("--plugin-config: %v", err)
 		}
 	}
-	objects, err := readObjects(*objectFile, stdin)
+	// The objects as the daemon's informers decode them.
+	decode := object.Options{KeepLastApplied: *keepLastApplied}
+	objects, err := readObjects(*objectFile, stdin, decode)
 	if err != nil {
 		return usage("--object: %v", err)
 	}
 	var old *unstructured.Unstructured
 	if *oldFile != "" {
-		olds, err := readObjects(*oldFile, stdin)
+		olds, err := readObjects(*oldFile, stdin, decode)
 		switch {
 		case err != nil:
 			return usage("--old-object: %v", err)
@@ -198,7 +206,9 @@ func runPluginRun(args []string, stdin io.Reader, stdout, stderr io.Writer) int 
 		var perr *wasmhost.Error
 		if errors.As(err, &perr) {
 			failed++
-			outcome = fmt.Sprintf("%s: %v", perr.Kind, perr.Err)
+			// The message may itself start with the kind (the SDK reports
+			// a recovered panic as "panic: VALUE"): say the kind once.
+			outcome = perr.Kind.String() + ": " + strings.TrimPrefix(perr.Err.Error(), perr.Kind.String()+": ")
 			if p.Retried(err) {
 				outcome += " (the daemon would retry it)"
 			}
@@ -245,8 +255,12 @@ func readValue(arg string, stdin io.Reader) (any, error) {
 }
 
 // readObjects reads one object, or the items of a List, from a JSON or
-// YAML file.
-func readObjects(name string, stdin io.Reader) ([]*unstructured.Unstructured, error) {
+// YAML file, and decodes them as the daemon's informers decode what the
+// API server sends (internal/object, with opts): without managedFields and,
+// unless kept, the last-applied-configuration annotation, numbers as the
+// API machinery decodes them, and a List's items given its item type when
+// they lack one.
+func readObjects(name string, stdin io.Reader, opts object.Options) ([]*unstructured.Unstructured, error) {
 	data, err := readFile(name, stdin)
 	if err != nil {
 		return nil, err
@@ -258,20 +272,32 @@ func readObjects(name string, stdin io.Reader) ([]*unstructured.Unstructured, er
 	if obj == nil {
 		return nil, fmt.Errorf("%s: not an object", name)
 	}
-	u := &unstructured.Unstructured{Object: obj}
-	if !u.IsList() {
-		return []*unstructured.Unstructured{u}, nil
-	}
-	list, err := u.ToList()
+	raw, err := yaml.YAMLToJSON(data)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
-	if len(list.Items) == 0 {
-		return nil, fmt.Errorf("%s: the List has no items", name)
+	var objects []*object.Object
+	if (&unstructured.Unstructured{Object: obj}).IsList() {
+		list, err := object.DecodeList(bytes.NewReader(raw), opts)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+		if len(list.Items) == 0 {
+			return nil, fmt.Errorf("%s: the List has no items", name)
+		}
+		objects = list.Items
+	} else {
+		o, err := object.Decode(raw, opts)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+		objects = []*object.Object{o}
 	}
-	out := make([]*unstructured.Unstructured, len(list.Items))
-	for i := range list.Items {
-		out[i] = &list.Items[i]
+	out := make([]*unstructured.Unstructured, len(objects))
+	for i, o := range objects {
+		if out[i], err = o.Unstructured(); err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
 	}
 	return out, nil
 }

@@ -24,6 +24,7 @@ func TestPluginRun(t *testing.T) {
 		wantCode   int
 		wantStdout string   // exactly
 		wantStderr []string // in stderr
+		notStderr  []string // not in stderr
 	}{
 		{
 			name:       "update from JSON and YAML files",
@@ -64,7 +65,25 @@ func TestPluginRun(t *testing.T) {
 			name:       "a failing event: kind and logs on stderr",
 			args:       []string{"$guest", "--object", fixtures + "panic.yaml"},
 			wantCode:   1,
-			wantStderr: []string{"event 1/1 ADDED v1/configmaps prod/panic: panic: panic: assignment to entry in nil map", "0 ok, 1 failed"},
+			wantStderr: []string{"event 1/1 ADDED v1/configmaps prod/panic: panic: assignment to entry in nil map in ", "0 ok, 1 failed"},
+			notStderr:  []string{"prod/panic: panic: panic:"},
+		},
+		{
+			name:       "the plugin's logs and output go to stderr, not among the records",
+			args:       []string{"$guest", "--object", "-"},
+			stdin:      `{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"log","namespace":"prod"}}`,
+			wantStdout: "",
+			wantStderr: []string{"hello from the guest", "a line on stdout", "a line on stderr", "event 1/1 ADDED v1/configmaps prod/log: ok, 0 records"},
+		},
+		{
+			name:       "managedFields and last-applied are dropped, as the daemon does",
+			args:       []string{"$changelog", "--plugin-config", "@" + fixtures + "config.yaml", "--object", fixtures + "applied-new.yaml", "--old-object", fixtures + "applied-old.yaml"},
+			wantStderr: []string{"event 1/1 UPDATED v1/configmaps prod/app: ok, 0 records"},
+		},
+		{
+			name:       "last-applied kept with --keep-last-applied; managedFields still dropped",
+			args:       []string{"$changelog", "--plugin-config", "@" + fixtures + "config.yaml", "--keep-last-applied", "--object", fixtures + "applied-new.yaml", "--old-object", fixtures + "applied-old.yaml"},
+			wantStdout: `{"key":"prod/app","kind":"ConfigMap","resource_version":"7","changes":[{"path":"metadata.annotations[\"kubectl.kubernetes.io/last-applied-configuration\"]","old":"{\"data\":{\"level\":\"info\"}}","new":"{\"data\":{\"level\":\"debug\"}}"}]}` + "\n",
 		},
 		{
 			name:       "an error the daemon would retry",
@@ -99,6 +118,11 @@ func TestPluginRun(t *testing.T) {
 			for _, w := range tt.wantStderr {
 				if !strings.Contains(stderr.String(), w) {
 					t.Errorf("stderr lacks %q:\n%s", w, stderr.String())
+				}
+			}
+			for _, w := range tt.notStderr {
+				if strings.Contains(stderr.String(), w) {
+					t.Errorf("stderr has %q:\n%s", w, stderr.String())
 				}
 			}
 		})
