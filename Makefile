@@ -70,7 +70,8 @@ bench:
 ## their seeds (f.Add and testdata/fuzz) already run in `make test`. A failure is
 ## written to the package's testdata/fuzz/FuzzXxx/: fix it and keep it as a seed.
 FUZZTIME     ?= 30s
-FUZZ_TARGETS := ./config:FuzzParse ./rules:FuzzMatch ./internal/object:FuzzDecode ./internal/celpred:FuzzCompile ./internal/wasmhost:FuzzHostABI
+FUZZ_TARGETS := ./config:FuzzParse ./rules:FuzzMatch ./internal/object:FuzzDecode ./internal/celpred:FuzzCompile ./internal/wasmhost:FuzzHostABI \
+                ./plugins/sdk/abi:FuzzParseHeader ./plugins/sdk/abi:FuzzParseChanges
 fuzz:
 	@for t in $(FUZZ_TARGETS); do \
 		pkg=$${t%%:*}; fn=$${t##*:}; \

@@ -7,11 +7,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math/big"
 	"net/http"
 	"net/http/httptest"
 	neturl "net/url"
 	"reflect"
 	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"testing"
@@ -21,9 +23,8 @@ import (
 )
 
 // abiFuncs are the faro host functions in the order of FuzzHostABI's fn,
-// with their number of i32 parameters and results. httpServer is http_post
-// with the URL of a test server the plugin may reach, so that the
-// response's buffers are exercised too.
+// with their number of i32 parameters and results. The fns past them call
+// one of them in another setting: see abiFunc.
 var abiFuncs = []struct {
 	name            string
 	params, results int
@@ -35,9 +36,29 @@ var abiFuncs = []struct {
 	{abi.ImportSetError, 2, 0},
 	{abi.ImportLog, 3, 0},
 	{abi.ImportHTTPPost, 7, 1},
+	{abi.ImportGetChanges, 4, 1},
 }
 
-const httpServer = 7 // fn of http_post to the test server
+// The fns past abiFuncs. changesUpdate is get_changes on an update, whose
+// old object differs from the object in many ways (fn 7 is get_changes on
+// fuzzEvent, which has no old object). httpServer is http_post with the URL
+// of a test server the plugin may reach, so that the response's buffers
+// are exercised too.
+const (
+	changesUpdate = 8
+	httpServer    = 9
+)
+
+// abiFunc is the abiFuncs index of the function fn calls.
+func abiFunc(fn uint8) int {
+	switch fn {
+	case changesUpdate:
+		return 7
+	case httpServer:
+		return 6
+	}
+	return int(fn)
+}
 
 // abiFuzzModule is a guest that exports fuzz_NAME for every faro function
 // NAME, passing its parameters through: the fuzzer calls the real host
@@ -71,6 +92,25 @@ var fuzzEvent = &wasmhost.Event{
 	},
 }
 
+// fuzzUpdate is fuzzEvent as an update: its old object has a changed,
+// a removed and an added label, a number equal by value (3.0), a
+// changed number, null against false, a map against nil, a shorter list
+// of other containers and a field the object no longer has.
+var fuzzUpdate = &wasmhost.Event{
+	Header: fuzzEvent.Header,
+	Object: fuzzEvent.Object,
+	OldObject: map[string]any{
+		"metadata": map[string]any{
+			"name": "web", "labels": map[string]any{"app.kubernetes.io/name": "web", "a~b": "old", "gone/x": "x"},
+		},
+		"spec": map[string]any{
+			"replicas": 3.0, "ratio": 0.25, "paused": nil, "selector": map[string]any{"app": "web"},
+			"containers": []any{map[string]any{"image": "nginx:1.26", "ports": []any{int64(80)}}},
+		},
+		"status": map[string]any{"ready": true},
+	},
+}
+
 const fuzzConfig = `{"webhook":"https://example.com/hook","n":1}`
 
 // FuzzHostABI calls one faro host function (fn) through a real guest with
@@ -79,7 +119,8 @@ const fuzzConfig = `{"webhook":"https://example.com/hook","n":1}`
 // the host reads and writes: the call traps exactly when one is outside the
 // memory, the host never writes outside the ranges it answers in, and what
 // it writes, returns, emits or keeps is what the ABI says, get_field's JSON
-// pointers resolved by a reference RFC 6901 resolver on the event document.
+// pointers resolved by a reference RFC 6901 resolver on the event document
+// and get_changes' answers computed by a reference diff of the objects.
 func FuzzHostABI(f *testing.F) {
 	const page = 1 << 16
 	ptr := []byte(`/object/metadata/labels/app.kubernetes.io~1name`)
@@ -118,6 +159,21 @@ func FuzzHostABI(f *testing.F) {
 		{httpServer, []byte(`{"hello":"world"}`), 0, [7]uint32{0, 0, 0, 17, 100, 4, page - 4}},
 		{httpServer, []byte(`{"hello":"world"}`), 0, [7]uint32{0, 0, 0, 17, page - 3, 100, 0}},
 		{httpServer, []byte(`{"hello":"world"}`), 0, [7]uint32{0, 0, 0, 17, 100, 100, page - 3}},
+		{7, nil, 0, [7]uint32{0, 0, 100, 5000}},
+		{7, []byte("/spec/containers/1"), 0, [7]uint32{0, 18, 100, 100}},
+		{7, nil, 0, [7]uint32{0xffffffff, 2, 100, 100}},
+		{7, nil, 0, [7]uint32{0, 5000, 100, 100}},
+		{changesUpdate, nil, 0, [7]uint32{0, 0, 100, 5000}},
+		{changesUpdate, nil, 0, [7]uint32{0, 0, 100, 10}},
+		{changesUpdate, nil, 0, [7]uint32{0, 0, page - 100, 5000}},
+		{changesUpdate, []byte("/spec"), 0, [7]uint32{0, 5, 100, 1000}},
+		{changesUpdate, []byte("/spec/replicas"), 0, [7]uint32{0, 14, page - 4, 100}},
+		{changesUpdate, []byte("/spec/replicas"), 0, [7]uint32{0, 14, page - 3, 100}},
+		{changesUpdate, []byte("/metadata/labels/a~0b"), 0, [7]uint32{0, 21, 100, 100}},
+		{changesUpdate, []byte("/spec/containers/01"), 0, [7]uint32{0, 19, 100, 100}},
+		{changesUpdate, []byte("/status/ready"), 0, [7]uint32{0, 13, 100, 100}},
+		{changesUpdate, []byte("spec"), 0, [7]uint32{0, 4, 100, 100}},
+		{changesUpdate, nil, 0, [7]uint32{page - 1, 2, 100, 100}},
 	} {
 		a := seed.args
 		f.Add(seed.fn, seed.data, seed.at, a[0], a[1], a[2], a[3], a[4], a[5], a[6])
@@ -141,6 +197,7 @@ func FuzzHostABI(f *testing.F) {
 		}
 	})
 	doc := eventDocument(f, fuzzEvent)
+	updateDoc := eventDocument(f, fuzzUpdate)
 	header := eventHeader(fuzzEvent)
 
 	f.Fuzz(func(t *testing.T, fn uint8, data []byte, at uint16, a0, a1, a2, a3, a4, a5, a6 uint32) {
@@ -154,6 +211,10 @@ func FuzzHostABI(f *testing.F) {
 		size := uint64(mem.Size())
 		args := []uint32{a0, a1, a2, a3, a4, a5, a6}
 		fn %= httpServer + 1
+		ev, evDoc := fuzzEvent, doc
+		if fn == changesUpdate {
+			ev, evDoc = fuzzUpdate, updateDoc
+		}
 		if fn == httpServer {
 			// The server's URL at the top of memory, the data after it.
 			u := []byte(srv.URL)
@@ -172,13 +233,13 @@ func FuzzHostABI(f *testing.F) {
 			t.Fatal("cannot write guest memory")
 		}
 
-		f := abiFuncs[min(int(fn), len(abiFuncs)-1)] // httpServer is http_post
+		f := abiFuncs[abiFunc(fn)]
 		stack := make([]uint64, f.params)
 		for i := range stack {
 			stack[i] = uint64(args[i])
 		}
-		want := model(fn, args, before, size, doc, header)
-		got := call.Call(ctx, fuzzEvent, "fuzz_"+f.name, stack...)
+		want := model(fn, args, before, size, evDoc, header)
+		got := call.Call(ctx, ev, "fuzz_"+f.name, stack...)
 
 		after, ok := mem.Read(0, uint32(size))
 		if !ok {
@@ -285,14 +346,14 @@ func model(fn uint8, args []uint32, mem []byte, size uint64, doc any, header []b
 		o.writes = append(o.writes, span{uint64(p), b, isJSON})
 		return true
 	}
-	answer := func(p, bufCap uint32, val []byte) {
+	answer := func(p, bufCap uint32, val []byte, isJSON bool) {
 		if val == nil {
 			o.result = abi.ErrNotFound
 			return
 		}
 		o.result = int32(len(val))
 		if uint64(len(val)) <= uint64(bufCap) {
-			write(p, val, true)
+			write(p, val, isJSON)
 		}
 	}
 	switch fn {
@@ -304,10 +365,18 @@ func model(fn uint8, args []uint32, mem []byte, size uint64, doc any, header []b
 				o.result = abi.ErrNotFound
 				break
 			}
-			answer(args[2], args[3], resolvePointer(doc, string(p)))
+			answer(args[2], args[3], resolvePointer(doc, string(p)), true)
+		}
+	case 7, changesUpdate:
+		if p, ok := read(args[0], args[1]); ok {
+			if len(p) > 4<<10 {
+				o.result = abi.ErrNotFound
+				break
+			}
+			answer(args[2], args[3], changesLayout(diffAt(doc, string(p))), false)
 		}
 	case 2:
-		answer(args[0], args[1], []byte(fuzzConfig))
+		answer(args[0], args[1], []byte(fuzzConfig), true)
 	case 3:
 		if rec, ok := read(args[0], args[1]); ok {
 			var obj map[string]any
@@ -397,34 +466,169 @@ func decodeJSON(tb testing.TB, b []byte) any {
 // of the value, nil when there is none. A pointer into a missing
 // old_object finds nothing, even old_object itself.
 func resolvePointer(doc any, pointer string) []byte {
-	cur := doc
-	if pointer != "" {
-		if pointer[0] != '/' {
+	if pointer == "/old_object" || strings.HasPrefix(pointer, "/old_object/") {
+		if doc.(map[string]any)["old_object"] == nil {
 			return nil
 		}
-		for i, tok := range strings.Split(pointer[1:], "/") {
-			tok = strings.ReplaceAll(strings.ReplaceAll(tok, "~1", "/"), "~0", "~")
-			switch c := cur.(type) {
-			case map[string]any:
-				v, ok := c[tok]
-				if !ok || (i == 0 && tok == "old_object" && v == nil) {
-					return nil
-				}
-				cur = v
-			case []any:
-				n, err := strconv.ParseUint(tok, 10, 31)
-				if err != nil || strconv.FormatUint(n, 10) != tok || n >= uint64(len(c)) {
-					return nil
-				}
-				cur = c[n]
-			default:
-				return nil
+	}
+	v, ok := lookupPointer(doc, pointer)
+	if !ok {
+		return nil
+	}
+	return marshalJSON(v)
+}
+
+// lookupPointer resolves an RFC 6901 pointer in a decoded document.
+func lookupPointer(cur any, pointer string) (any, bool) {
+	if pointer == "" {
+		return cur, true
+	}
+	if pointer[0] != '/' {
+		return nil, false
+	}
+	for _, tok := range strings.Split(pointer[1:], "/") {
+		tok = strings.ReplaceAll(strings.ReplaceAll(tok, "~1", "/"), "~0", "~")
+		switch c := cur.(type) {
+		case map[string]any:
+			v, ok := c[tok]
+			if !ok {
+				return nil, false
 			}
+			cur = v
+		case []any:
+			n, err := strconv.ParseUint(tok, 10, 31)
+			if err != nil || strconv.FormatUint(n, 10) != tok || n >= uint64(len(c)) {
+				return nil, false
+			}
+			cur = c[n]
+		default:
+			return nil, false
 		}
 	}
-	b, err := json.Marshal(cur)
+	return cur, true
+}
+
+func marshalJSON(v any) []byte {
+	b, err := json.Marshal(v)
 	if err != nil {
 		panic(fmt.Sprintf("re-encoding a decoded document: %v", err))
+	}
+	return b
+}
+
+// change is one get_changes change: its path (string keys, int indexes)
+// and the old and new JSON, nil where absent.
+type change struct {
+	path     []any
+	old, new []byte
+}
+
+// diffAt is get_changes at pointer, relative to the objects of the event
+// document doc, as the ABI describes it: a missing old object has no
+// value anywhere, not even at the empty pointer.
+func diffAt(doc any, pointer string) []change {
+	d := doc.(map[string]any)
+	var old, cur any
+	var hasOld, hasNew bool
+	if d["old_object"] != nil {
+		old, hasOld = lookupPointer(d["old_object"], pointer)
+	}
+	if d["object"] != nil {
+		cur, hasNew = lookupPointer(d["object"], pointer)
+	}
+	var out []change
+	if hasOld || hasNew {
+		diffValues(&out, nil, old, cur, hasOld, hasNew)
+	}
+	return out
+}
+
+func diffValues(out *[]change, path []any, old, cur any, hasOld, hasNew bool) {
+	if hasOld && hasNew {
+		om, oMap := old.(map[string]any)
+		nm, nMap := cur.(map[string]any)
+		ol, oList := old.([]any)
+		nl, nList := cur.([]any)
+		switch {
+		case oMap && nMap:
+			keys := map[string]bool{}
+			for k := range om {
+				keys[k] = true
+			}
+			for k := range nm {
+				keys[k] = true
+			}
+			sorted := make([]string, 0, len(keys))
+			for k := range keys {
+				sorted = append(sorted, k)
+			}
+			sort.Strings(sorted)
+			for _, k := range sorted {
+				ov, ok1 := om[k]
+				nv, ok2 := nm[k]
+				diffValues(out, append(slices.Clip(path), k), ov, nv, ok1, ok2)
+			}
+			return
+		case oList && nList:
+			for i := 0; i < len(ol) || i < len(nl); i++ {
+				var ov, nv any
+				if i < len(ol) {
+					ov = ol[i]
+				}
+				if i < len(nl) {
+					nv = nl[i]
+				}
+				diffValues(out, append(slices.Clip(path), i), ov, nv, i < len(ol), i < len(nl))
+			}
+			return
+		case !oMap && !nMap && !oList && !nList && sameScalar(old, cur):
+			return
+		}
+	}
+	c := change{path: slices.Clone(path)}
+	if hasOld {
+		c.old = marshalJSON(old)
+	}
+	if hasNew {
+		c.new = marshalJSON(cur)
+	}
+	*out = append(*out, c)
+}
+
+// sameScalar compares decoded scalars, numbers (json.Number) exactly by
+// value.
+func sameScalar(a, b any) bool {
+	na, ok1 := a.(json.Number)
+	nb, ok2 := b.(json.Number)
+	if ok1 && ok2 {
+		ra, _ := new(big.Rat).SetString(string(na))
+		rb, _ := new(big.Rat).SetString(string(nb))
+		return ra.Cmp(rb) == 0
+	}
+	return a == b
+}
+
+// changesLayout is the changes layout of plugins/sdk/ABI.md.
+func changesLayout(cs []change) []byte {
+	u32 := func(b []byte, n int) []byte { return binary.LittleEndian.AppendUint32(b, uint32(n)) }
+	side := func(v []byte) int {
+		if v == nil {
+			return 0xffffffff
+		}
+		return len(v)
+	}
+	b := u32(nil, len(cs))
+	for _, c := range cs {
+		b = u32(u32(u32(b, len(c.path)), side(c.old)), side(c.new))
+		for _, e := range c.path {
+			switch e := e.(type) {
+			case int:
+				b = u32(b, 1<<31|e)
+			case string:
+				b = append(u32(b, len(e)), e...)
+			}
+		}
+		b = append(append(b, c.old...), c.new...)
 	}
 	return b
 }

@@ -28,16 +28,26 @@ type PathElem struct {
 // encoding/json or Kubernetes' unstructured package: maps key by key
 // (sorted), lists index by index, anything else (and a map or list whose
 // kind changed) as a whole. A value on one side only is one change with an
-// empty path; none on either side, no change. Numbers compare by value (1
-// equals 1.0); a JSON null and an absent value differ.
+// empty path; none on either side, no change. A nil map document (the old
+// object of an event that has none) has no value, even at the empty
+// pointer. Numbers compare by value (1 equals 1.0); a JSON null and an
+// absent value differ.
 func ChangesAt(oldDoc, newDoc any, pointer string) []Change {
-	old, hasOld := Lookup(oldDoc, pointer)
-	cur, hasNew := Lookup(newDoc, pointer)
+	old, hasOld := lookupDoc(oldDoc, pointer)
+	cur, hasNew := lookupDoc(newDoc, pointer)
 	var d differ
 	if hasOld || hasNew {
 		d.values(old, cur, hasOld, hasNew)
 	}
 	return d.out
+}
+
+// lookupDoc is Lookup in a document, finding nothing in a nil map.
+func lookupDoc(doc any, pointer string) (any, bool) {
+	if m, ok := doc.(map[string]any); ok && m == nil {
+		return nil, false
+	}
+	return Lookup(doc, pointer)
 }
 
 type differ struct {
