@@ -257,72 +257,15 @@ func httpPost(ctx context.Context, m api.Module, stack []uint64) {
 	stack[0] = api.EncodeI32(status)
 }
 
-// field returns the JSON of the value a get_field pointer names, nil if
-// there is none. "/object/..." and "/old_object/..." walk the objects the
-// engine already decoded; "" is the whole event.
+// field returns the JSON of the value a get_field pointer names in the
+// event document, nil if there is none: abi.Event.FieldJSON, which sdktest
+// answers with too. Pointers into the objects walk what the engine already
+// decoded.
 func (cs *callState) field(pointer string) []byte {
-	ev := cs.ev
-	var v any
-	if pointer == "" {
-		v = eventDoc{ev.Type, ev.GVR, ev.Namespace, ev.Name, ev.UID, ev.ResourceVersion, ev.Initial, ev.Rule, ev.Object, ev.OldObject}
-	} else {
-		first, rest, ok := abi.SplitPointer(pointer)
-		if !ok {
-			return nil
-		}
-		var root any
-		switch first {
-		case "object", "old_object":
-			obj := ev.Object
-			if first == "old_object" {
-				obj = ev.OldObject
-			}
-			if obj == nil {
-				return nil
-			}
-			root = obj
-		case "type":
-			root = ev.Type
-		case "gvr":
-			root = ev.GVR
-		case "namespace":
-			root = ev.Namespace
-		case "name":
-			root = ev.Name
-		case "uid":
-			root = ev.UID
-		case "resource_version":
-			root = ev.ResourceVersion
-		case "initial":
-			root = ev.Initial
-		case "rule":
-			root = ev.Rule
-		default:
-			return nil
-		}
-		if v, ok = abi.Lookup(root, rest); !ok {
-			return nil
-		}
-	}
-	b, err := json.Marshal(v)
+	b, err := cs.ev.FieldJSON(pointer)
 	if err != nil {
 		cs.p.log.Warn("cannot encode event field for plugin", "pointer", pointer, "error", err)
 		return nil
 	}
 	return b
-}
-
-// eventDoc is the whole event as JSON, the document get_field pointers
-// address.
-type eventDoc struct {
-	Type            string         `json:"type"`
-	GVR             string         `json:"gvr"`
-	Namespace       string         `json:"namespace"`
-	Name            string         `json:"name"`
-	UID             string         `json:"uid"`
-	ResourceVersion string         `json:"resource_version"`
-	Initial         bool           `json:"initial"`
-	Rule            string         `json:"rule"`
-	Object          map[string]any `json:"object"`
-	OldObject       map[string]any `json:"old_object"`
 }

@@ -1,7 +1,10 @@
 // Package abi is the single source of truth for the names, codes and limits
-// of the Faro plugin ABI described in plugins/sdk/ABI.md. Both sides of the
-// boundary import it: the host (internal/wasmhost) and the guest SDK
-// (plugins/sdk), so the two cannot drift apart.
+// of the Faro plugin ABI described in plugins/sdk/ABI.md, and for the forms
+// of what crosses it: the event (Header, Event), its header layout, the
+// event document get_field addresses (Event.FieldJSON) and the changes layout.
+// Both sides of the boundary import it: the host (internal/wasmhost) and the
+// guest SDK (plugins/sdk) with its native harness (plugins/sdk/sdktest), so
+// they cannot drift apart.
 package abi
 
 import (
@@ -249,16 +252,16 @@ func Lookup(root any, pointer string) (any, bool) {
 	}
 }
 
-// SplitPointer splits a pointer into its first (unescaped) segment and the
+// splitPointer splits a pointer into its first (unescaped) segment and the
 // pointer to the rest: "/object/spec/replicas" is ("object", "/spec/replicas").
 // ok is false for the empty pointer and for one not starting with '/'.
-func SplitPointer(pointer string) (first, rest string, ok bool) {
+func splitPointer(pointer string) (first, rest string, ok bool) {
 	if pointer == "" || pointer[0] != '/' {
 		return "", "", false
 	}
-	first, rest, found := strings.Cut(pointer[1:], "/")
-	if found {
-		rest = "/" + rest
+	first = pointer[1:]
+	if i := strings.IndexByte(first, '/'); i >= 0 {
+		first, rest = first[:i], first[i:] // rest keeps its '/': no allocation
 	}
 	if strings.Contains(first, "~") {
 		first = strings.ReplaceAll(strings.ReplaceAll(first, "~1", "/"), "~0", "~")

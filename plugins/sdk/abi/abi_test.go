@@ -51,16 +51,18 @@ func TestSplitPointer(t *testing.T) {
 		{"/object/", "object", "/"},
 		{"/object/spec/x", "object", "/spec/x"},
 		{"/a~1b/c", "a/b", "/c"},
+		{"/object/a~1b", "object", "/a~1b"}, // the rest stays escaped
+		{"/", "", ""},
 	}
 	for _, tt := range tests {
-		first, rest, ok := SplitPointer(tt.in)
+		first, rest, ok := splitPointer(tt.in)
 		if !ok || first != tt.first || rest != tt.rest {
-			t.Errorf("SplitPointer(%q) = %q, %q, %v", tt.in, first, rest, ok)
+			t.Errorf("splitPointer(%q) = %q, %q, %v", tt.in, first, rest, ok)
 		}
 	}
 	for _, bad := range []string{"", "object"} {
-		if _, _, ok := SplitPointer(bad); ok {
-			t.Errorf("SplitPointer(%q) ok", bad)
+		if _, _, ok := splitPointer(bad); ok {
+			t.Errorf("splitPointer(%q) ok", bad)
 		}
 	}
 }

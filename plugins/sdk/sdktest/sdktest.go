@@ -145,15 +145,6 @@ func (h Harness) run(ev Event) Result {
 // statusKinds are the failure kinds of handler statuses.
 var statusKinds = map[int32]string{abi.StatusError: "error", abi.StatusPanic: "panic", abi.StatusConfig: "config"}
 
-// document is the event as the JSON document get_field pointers address.
-func document(ev Event) map[string]any {
-	return map[string]any{
-		"type": ev.Type, "gvr": ev.GVR, "namespace": ev.Namespace, "name": ev.Name,
-		"uid": ev.UID, "resource_version": ev.ResourceVersion, "initial": ev.Initial, "rule": ev.Rule,
-		"object": ev.Object, "old_object": ev.OldObject,
-	}
-}
-
 // call implements bridge.Host for one Run.
 type call struct {
 	h      Harness
@@ -168,25 +159,10 @@ type call struct {
 
 func (c *call) ReadInput() []byte { return c.input }
 
+// GetField answers as the host does, with abi.Event.FieldJSON.
 func (c *call) GetField(pointer string) ([]byte, bool) {
-	root := document(c.ev)
-	first, rest, ok := abi.SplitPointer(pointer)
-	var v any = root
-	if ok {
-		if v, ok = root[first]; !ok {
-			return nil, false
-		}
-		if m, isMap := v.(map[string]any); isMap && m == nil {
-			return nil, false // no old_object outside updates
-		}
-		if v, ok = abi.Lookup(v, rest); !ok {
-			return nil, false
-		}
-	} else if pointer != "" {
-		return nil, false
-	}
-	b, err := json.Marshal(v)
-	return b, err == nil
+	b, err := c.ev.FieldJSON(pointer)
+	return b, b != nil && err == nil
 }
 
 func (c *call) GetChanges(pointer string) ([]byte, bool) {
