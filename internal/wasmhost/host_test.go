@@ -336,6 +336,7 @@ func TestEvent(t *testing.T) {
 	want := map[string]any{
 		"type": "UPDATED", "gvr": "v1/configmaps", "key": "prod/echo", "uid": "u-1", "rv": "42", "rule": ev.Rule,
 		"initial": false, "kind": "ConfigMap", "label": "web", "old": map[string]any{"n": 1.0}, "calls": 1.0,
+		"old_object": map[string]any{"data": map[string]any{"n": 1.0}},
 		"object": map[string]any{
 			"kind": "ConfigMap", "metadata": map[string]any{"labels": map[string]any{"app.kubernetes.io/name": "web"}},
 			"data": map[string]any{"n": 2.0},

@@ -83,19 +83,16 @@ resources:
 		return len(recordsOf(f.raw, "echo")) == 3 && countMsg(evs, "CONFIG [UPDATED] apps/v1/deployments "+ns+"/echo.watched") == 2
 	})
 
-	for _, r := range f.records("echo") {
-		var rec struct {
-			Type, RV string
-			Object   map[string]any
-		}
-		if err := json.Unmarshal(r.Record, &rec); err != nil {
-			t.Fatalf("echo record %s: %v", r.Record, err)
-		}
-		md, _ := rec.Object["metadata"].(map[string]any)
+	// check compares what the plugin got with the API's answer at the
+	// same version, less what Faro strips.
+	check := func(what string, got map[string]any) {
+		t.Helper()
+		md, _ := got["metadata"].(map[string]any)
 		name, _ := md["name"].(string)
-		raw, ok := served[rec.RV]
+		rv, _ := md["resourceVersion"].(string)
+		raw, ok := served[rv]
 		if !ok {
-			t.Fatalf("%s %s: the API served no version %s", rec.Type, name, rec.RV)
+			t.Fatalf("%s %s: the API served no version %s", what, name, rv)
 		}
 		var want map[string]any
 		if err := json.Unmarshal(raw, &want); err != nil {
@@ -109,11 +106,30 @@ resources:
 		if !keepLastApplied {
 			delete(wmd["annotations"].(map[string]any), corev1.LastAppliedConfigAnnotation)
 		}
-		if !reflect.DeepEqual(rec.Object, want) {
-			got, _ := json.Marshal(rec.Object)
+		if !reflect.DeepEqual(got, want) {
+			g, _ := json.Marshal(got)
 			exp, _ := json.Marshal(want)
-			t.Errorf("%s %s: the plugin got\n%s\nwant the API's object without managedFields (keep_last_applied: %v)\n%s", rec.Type, name, got, keepLastApplied, exp)
+			t.Errorf("%s %s: the plugin got\n%s\nwant the API's object without managedFields (keep_last_applied: %v)\n%s", what, name, g, keepLastApplied, exp)
 		}
+	}
+	olds := 0
+	for _, r := range f.records("echo") {
+		var rec struct {
+			Type, RV  string
+			Object    map[string]any
+			OldObject map[string]any `json:"old_object"`
+		}
+		if err := json.Unmarshal(r.Record, &rec); err != nil {
+			t.Fatalf("echo record %s: %v", r.Record, err)
+		}
+		check(rec.Type+" object", rec.Object)
+		if rec.Type == "UPDATED" {
+			olds++
+			check("UPDATED old object", rec.OldObject)
+		}
+	}
+	if olds != 1 {
+		t.Errorf("%d UPDATED records, want 1", olds)
 	}
 }
 

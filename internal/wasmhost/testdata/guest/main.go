@@ -36,9 +36,15 @@ func handle(ev sdk.Event) error {
 		if err != nil {
 			return err
 		}
+		var oldObj map[string]any // null but on UPDATED
+		if ev.Type == "UPDATED" {
+			if oldObj, err = ev.OldObject(); err != nil {
+				return err
+			}
+		}
 		return sdk.Emit(map[string]any{
 			"type": ev.Type, "gvr": ev.GVR, "key": ev.Key(), "uid": ev.UID, "rv": ev.ResourceVersion,
-			"rule": ev.Rule, "initial": ev.Initial, "kind": ev.Kind(), "object": obj,
+			"rule": ev.Rule, "initial": ev.Initial, "kind": ev.Kind(), "object": obj, "old_object": oldObj,
 			"label": ev.Field("metadata", "labels", "app.kubernetes.io/name").String(),
 			"old":   ev.OldField("data").Raw(),
 			"calls": calls,
