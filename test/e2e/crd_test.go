@@ -3,14 +3,17 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"maps"
 	"testing"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/util/retry"
 )
 
 var crdGVR = schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
@@ -157,5 +160,51 @@ resources:
 		if e.GVR == gvrText && e.Name == "res-w1" && e.Rule != "resources[0]" {
 			t.Errorf("res-w1 matched by %s", e.Rule)
 		}
+	}
+}
+
+// TestResourceServedLater: a resource that starts being served while Faro
+// runs (a CRD gains a version) already has objects: Faro's first list of it
+// reports those as initial, and what is created afterwards as news.
+func TestResourceServedLater(t *testing.T) {
+	t.Parallel()
+	ns := createNamespace(t, "served")
+	group := fmt.Sprintf("e2e%d.faro.dev", time.Now().UnixNano()%1e6)
+	v1 := createCRD(t, group)
+	createWidget(t, v1, ns, "old-1")
+	createWidget(t, v1, ns, "old-2")
+	gvrText := group + "/v2/widgets"
+	f := startFaro(t, fmt.Sprintf("resources:\n  - gvr: %s\n    namespace_patterns: [%q]\n", gvrText, ns))
+	f.waitDiag(waitTime, "resource not watched yet")
+
+	// Serve v2 too, the same schema (no conversion needed).
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		crd, err := dyn.Resource(crdGVR).Get(t.Context(), "widgets."+group, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		versions, _, _ := unstructured.NestedSlice(crd.Object, "spec", "versions")
+		v2 := runtime.DeepCopyJSONValue(versions[0]).(map[string]any)
+		v2["name"], v2["storage"] = "v2", false
+		if err := unstructured.SetNestedSlice(crd.Object, append(versions, v2), "spec", "versions"); err != nil {
+			return err
+		}
+		_, err = dyn.Resource(crdGVR).Update(t.Context(), crd, metav1.UpdateOptions{})
+		return err
+	})
+	if err != nil {
+		t.Fatalf("serve v2: %v", err)
+	}
+	f.waitDiag(waitTime, "informer synced", gvrText)
+	createWidget(t, v1, ns, "new-1")
+	f.waitEvent(msg("ADDED", gvrText, ns+"/new-1"), waitTime)
+	got := map[string]bool{}
+	for _, e := range f.snapshot() {
+		if e.GVR == gvrText && e.Type == "ADDED" {
+			got[e.Name] = e.Initial
+		}
+	}
+	if want := map[string]bool{"old-1": true, "old-2": true, "new-1": false}; !maps.Equal(got, want) {
+		t.Errorf("ADDED events by name (initial?) %v, want %v", got, want)
 	}
 }
