@@ -80,10 +80,12 @@ fuzz:
 	done
 
 ## bench-e2e: faro processes against a plain informer on the local cluster: initial list of N ConfigMaps
-## (time, peak RSS) and CPU per update; one table (`N=100000 make bench-e2e` for the large run)
+## (time, peak RSS) and CPU per update; one table (`N=100000 make bench-e2e` for the large run).
+## PROFILES=DIR also writes each Faro contender's heap profile (after the list) into DIR.
 N         ?= 10000
+PROFILES  ?=
 bench-e2e: testenv
-	$(GO) run ./internal/benche2e -n $(N)
+	$(GO) run ./internal/benche2e -n $(N) $(if $(PROFILES),-heap-profiles $(PROFILES))
 
 clean:
 	rm -rf $(BIN)

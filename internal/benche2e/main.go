@@ -21,6 +21,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -52,8 +54,9 @@ func main() {
 	n := flag.Int("n", 10000, "ConfigMaps listed initially")
 	updates := flag.Int("updates", 2000, "updates of existing ConfigMaps per contender (at most n)")
 	faroBin := flag.String("faro", "", "faro binary (default: built from ./cmd/faro into a temporary folder, as the image builds it)")
+	profiles := flag.String("heap-profiles", "", "folder to write each Faro contender's heap profile into, taken once it handled the initial events")
 	flag.Parse()
-	if err := run(*n, min(*updates, *n), *faroBin); err != nil {
+	if err := run(*n, min(*updates, *n), *faroBin, *profiles); err != nil {
 		fmt.Fprintln(os.Stderr, "benche2e:", err)
 		os.Exit(1)
 	}
@@ -69,6 +72,9 @@ type contender struct {
 	// plugin names the plugin whose PLUGIN lines mark an update handled; ""
 	// when the CONFIG lines do.
 	plugin string
+	// pprof is the address Faro serves its profiles on and profile the
+	// file its heap profile goes to; both "" when none is taken.
+	pprof, profile string
 }
 
 // build builds the command pkg into dir as the image builds Faro (static,
@@ -93,13 +99,18 @@ type result struct {
 	cpuPerUpd time.Duration
 }
 
-func run(n, updates int, faroBin string) error {
+func run(n, updates int, faroBin, profiles string) error {
 	ctx := context.Background()
 	tmp, err := os.MkdirTemp("", "faro-benche2e-")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(tmp)
+	if profiles != "" {
+		if err := os.MkdirAll(profiles, 0o755); err != nil {
+			return err
+		}
+	}
 	if faroBin == "" {
 		if faroBin, err = build(tmp, "./cmd/faro"); err != nil {
 			return err
@@ -159,6 +170,13 @@ func run(n, updates int, faroBin string) error {
 			}
 			ct.args = []string{faroBin, "--config", path, "--kubeconfig", c.Kubeconfig, "--log-format", "json",
 				"--metrics-bind-address", "0", "--health-probe-bind-address", "0"}
+			if profiles != "" {
+				if ct.pprof, err = freeAddr(); err != nil {
+					return err
+				}
+				ct.profile = filepath.Join(profiles, fmt.Sprintf("heap-%d-%d.pb.gz", n, round))
+				ct.args = append(ct.args, "--pprof-bind-address", ct.pprof)
+			}
 		}
 		fmt.Fprintln(os.Stderr, "running:", ct.what)
 		r, err := measure(ctx, ct, n, updates, func() error {
@@ -293,6 +311,12 @@ func measure(ctx context.Context, ct contender, n, updates int, update func() er
 	if r.peakRSS, err = peakRSS(pid); err != nil {
 		return r, err
 	}
+	if ct.profile != "" {
+		if err := saveHeapProfile(ct.pprof, ct.profile); err != nil {
+			return r, err
+		}
+		fmt.Fprintln(os.Stderr, "heap profile:", ct.profile)
+	}
 
 	time.Sleep(time.Second) // let the end of the initial list settle
 	before, err := cpuTime(pid)
@@ -321,6 +345,37 @@ func measure(ctx context.Context, ct contender, n, updates int, update func() er
 	case <-time.After(30 * time.Second):
 	}
 	return r, ctx.Err()
+}
+
+// freeAddr returns a loopback address with a port free at the moment.
+func freeAddr() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
+
+// saveHeapProfile writes the heap profile Faro serves on addr to path.
+func saveHeapProfile(addr, path string) error {
+	resp, err := http.Get("http://" + addr + "/debug/pprof/heap")
+	if err != nil {
+		return fmt.Errorf("heap profile: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("heap profile: %s", resp.Status)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 func printTable(w io.Writer, n, updates int, results []result) {

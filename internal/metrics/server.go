@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"sync"
 	"time"
 
@@ -18,6 +19,9 @@ type ServerOptions struct {
 	MetricsAddr string
 	// ProbeAddr serves /healthz and /readyz; "" or "0" turns it off.
 	ProbeAddr string
+	// PprofAddr serves Go's profiles under /debug/pprof/ (net/http/pprof);
+	// "" or "0" turns it off.
+	PprofAddr string
 	// Probes holds the checks; nil serves probes without checks: /healthz
 	// passes, /readyz fails until a readiness check is added.
 	Probes *Probes
@@ -25,12 +29,14 @@ type ServerOptions struct {
 	Gatherer RegistererGatherer
 }
 
-// Server serves /metrics and the probes, each on its own listener.
+// Server serves /metrics, the probes and the profiles, each on its own
+// listener.
 type Server struct {
 	servers []*http.Server
 	lns     []net.Listener
 	metrics net.Addr
 	probes  net.Addr
+	pprof   net.Addr
 }
 
 // shutdownTimeout bounds how long Run waits for requests in flight.
@@ -67,6 +73,20 @@ func NewServer(opts ServerOptions) (*Server, error) {
 		}
 		s.probes = addr
 	}
+	if on(opts.PprofAddr) {
+		mux := http.NewServeMux()
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		addr, err := s.listen("--pprof-bind-address", opts.PprofAddr, mux)
+		if err != nil {
+			s.close()
+			return nil, err
+		}
+		s.pprof = addr
+	}
 	return s, nil
 }
 
@@ -93,6 +113,9 @@ func (s *Server) MetricsAddr() net.Addr { return s.metrics }
 
 // ProbeAddr is the address the probes are served on; nil when off.
 func (s *Server) ProbeAddr() net.Addr { return s.probes }
+
+// PprofAddr is the address the profiles are served on; nil when off.
+func (s *Server) PprofAddr() net.Addr { return s.pprof }
 
 // Run serves until ctx is done, then shuts the servers down, waiting
 // (bounded) for requests in flight. It returns the first serving error.

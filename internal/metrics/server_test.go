@@ -282,8 +282,8 @@ func TestServerAddresses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if off.MetricsAddr() != nil || off.ProbeAddr() != nil {
-		t.Errorf("off: addresses %v %v", off.MetricsAddr(), off.ProbeAddr())
+	if off.MetricsAddr() != nil || off.ProbeAddr() != nil || off.PprofAddr() != nil {
+		t.Errorf("off: addresses %v %v %v", off.MetricsAddr(), off.ProbeAddr(), off.PprofAddr())
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -293,5 +293,26 @@ func TestServerAddresses(t *testing.T) {
 	_, err = NewServer(ServerOptions{MetricsAddr: "127.0.0.1:0", ProbeAddr: ln.Addr().String()})
 	if err == nil || !strings.Contains(err.Error(), "--health-probe-bind-address "+ln.Addr().String()) {
 		t.Errorf("address in use: err = %v", err)
+	}
+}
+
+// TestPprof: the profiles are served on their own listener when asked for.
+func TestPprof(t *testing.T) {
+	s, err := NewServer(ServerOptions{PprofAddr: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	resp, err := http.Get("http://" + s.PprofAddr().String() + "/debug/pprof/heap?debug=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "heap profile") {
+		t.Errorf("GET /debug/pprof/heap: %s\n%.200s", resp.Status, body)
 	}
 }

@@ -23,8 +23,10 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/go-logr/logr"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 )
 
 // AssetsEnv names the environment variable that overrides where the
@@ -68,6 +70,9 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 		return nil, err
 	}
 	reapOrphans(assets)
+	// envtest logs through controller-runtime's logger, which prints a
+	// stack trace to say it was never set; its messages are not needed.
+	ctrllog.SetLogger(logr.Discard())
 
 	dir, err := os.MkdirTemp("", "faro-testcluster-")
 	if err != nil {
