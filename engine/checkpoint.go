@@ -1,6 +1,9 @@
 package engine
 
 import (
+	"context"
+	"time"
+
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 
@@ -27,11 +30,13 @@ type Mark struct {
 
 // Binding is what the record of a resource stands on, besides its objects.
 type Binding struct {
-	// Since is the resource version the record starts at: an object first
-	// listed with a higher one was created or changed after Faro began
-	// watching the resource (while Faro was down, or while its ADDED was
-	// in flight), so its ADDED is not initial. 0 until the resource's
-	// watches have listed once.
+	// Since is the resource version up to which the record is complete:
+	// where Faro's watches of the resource first listed it, then, as
+	// events are delivered, up to which every event of its watches was
+	// (see keepSince). An object first listed with a higher version was
+	// created or changed after that (while Faro was down, or while its
+	// ADDED was in flight), so its ADDED is not initial. 0 until the
+	// resource's watches have listed once.
 	Since uint64
 	// Rules are the Keys of the rules that were told of every object
 	// recorded.
@@ -52,4 +57,47 @@ type ResumedObject struct {
 	Namespace, Name string
 	UID             types.UID
 	ResourceVersion string
+}
+
+// sinceEvery is how often keepSince moves the records' Since.
+const sinceEvery = time.Second
+
+// keepSince moves every listed resource's Binding.Since up to how far the
+// events of its watches were delivered, every sinceEvery until ctx is done.
+func (e *Engine) keepSince(ctx context.Context) {
+	t := time.NewTicker(sinceEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		e.advanceSince()
+	}
+}
+
+// advanceSince moves each listed resource's Since up to the lowest mark of
+// its watches (every event at or below it was delivered), once all of them
+// have listed.
+func (e *Engine) advanceSince() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, rsc := range e.resources {
+		if !rsc.listed || len(rsc.watches) == 0 {
+			continue
+		}
+		var low uint64
+		for _, w := range rsc.watches {
+			m := w.marks.mark()
+			if !w.synced.Load() || m == 0 {
+				low = 0
+				break
+			}
+			if low == 0 || m < low {
+				low = m
+			}
+		}
+		rsc.ledger.advance(low)
+	}
 }

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"slices"
@@ -122,4 +123,32 @@ var crdGVR = schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version:
 // isNamespaceResource reports whether gvr is core v1 namespaces.
 func isNamespaceResource(gvr schema.GroupVersionResource) bool {
 	return gvr.Group == "" && gvr.Resource == "namespaces"
+}
+
+// trigger asks the control loop for a rediscovery without blocking.
+func (e *Engine) trigger() {
+	select {
+	case e.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (e *Engine) rediscover(ctx context.Context) {
+	e.stats.Rediscovers.Add(1)
+	defer e.opts.Progress.End(e.opts.Progress.Begin())
+	idx, err := discover(e.disc)
+	if idx == nil {
+		e.log.Warn("discovery failed; keeping the last result", "error", err)
+		return
+	}
+	if err != nil {
+		// One API group failing (an aggregated API down) must not stop the
+		// watches of its resources: keep what the last discovery knew of it.
+		e.log.Warn("discovery incomplete; keeping the last known resources of the failed groups", "error", err)
+		e.mu.Lock()
+		idx.keepFailedGroups(e.index, err)
+		e.mu.Unlock()
+	}
+	e.setIndex(idx)
+	e.reconcile(ctx)
 }

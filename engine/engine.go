@@ -275,6 +275,9 @@ func (e *Engine) Run(ctx context.Context) error {
 	defer stopWatches()
 	e.reconcile(watchCtx)
 	crdDone := e.watchCRDs(watchCtx)
+	if e.opts.Checkpoint != nil {
+		e.bg.Go(func() { e.keepSince(watchCtx) })
+	}
 
 	workCtx, stopWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopWork()
@@ -417,32 +420,4 @@ func (e *Engine) controlLoop(ctx context.Context) {
 		}
 		e.rediscover(ctx)
 	}
-}
-
-// trigger asks the control loop for a rediscovery without blocking.
-func (e *Engine) trigger() {
-	select {
-	case e.kick <- struct{}{}:
-	default:
-	}
-}
-
-func (e *Engine) rediscover(ctx context.Context) {
-	e.stats.Rediscovers.Add(1)
-	defer e.opts.Progress.End(e.opts.Progress.Begin())
-	idx, err := discover(e.disc)
-	if idx == nil {
-		e.log.Warn("discovery failed; keeping the last result", "error", err)
-		return
-	}
-	if err != nil {
-		// One API group failing (an aggregated API down) must not stop the
-		// watches of its resources: keep what the last discovery knew of it.
-		e.log.Warn("discovery incomplete; keeping the last known resources of the failed groups", "error", err)
-		e.mu.Lock()
-		idx.keepFailedGroups(e.index, err)
-		e.mu.Unlock()
-	}
-	e.setIndex(idx)
-	e.reconcile(ctx)
 }

@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"cmp"
 	"slices"
 	"strconv"
 	"sync"
@@ -307,63 +306,6 @@ func (l *resourceLedger) deliver(ev delivery) {
 	d.ledger = l
 	d.src, d.rv = l.src, l.srcRV
 	l.push(d)
-}
-
-// listed ends the resource's first listing: from now on an object listed
-// for the first time (a watch's scope widened) gives an initial ADDED. The
-// record starts at the cutoff of that listing, or at first the oldest of its
-// watches' lists (listed). Called with the resource's watches all listed.
-func (l *resourceLedger) listed(first uint64) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.origin == 0 {
-		l.origin = cmp.Or(l.since, first)
-	}
-	l.since = 0
-	l.persist()
-}
-
-// persist saves the binding in the checkpoint: the rules told of every
-// object, not those still being told. Called with l.mu held.
-func (l *resourceLedger) persist() {
-	if l.save == nil || l.forgotten.Load() {
-		return
-	}
-	b := &Binding{Since: l.origin}
-	for k := range l.told {
-		if l.informing[k] == 0 {
-			b.Rules = append(b.Rules, k)
-		}
-	}
-	slices.Sort(b.Rules)
-	l.save(b)
-}
-
-// informed notes that an initial ADDED to the rules rs was delivered.
-func (l *resourceLedger) informed(rs []*rules.Rule) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	done := false
-	for _, r := range rs {
-		if l.informing[r.Key]--; l.informing[r.Key] <= 0 {
-			delete(l.informing, r.Key)
-			done = true
-		}
-	}
-	if done {
-		l.persist()
-	}
-}
-
-// forget marks the resource as watched by no rule: nothing of it is
-// recorded any more, and the checkpoint drops it.
-func (l *resourceLedger) forget() {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.forgotten.Store(true)
-	if l.save != nil {
-		l.save(nil)
-	}
 }
 
 // setOverlap says whether watches of the resource overlap.

@@ -315,16 +315,17 @@ func (e *Engine) processNext(ctx context.Context) bool {
 // event once its last handler is done.
 func (e *Engine) delivered(d *delivery) {
 	metrics.AddPending(-1)
+	// Recorded before the informer's mark moves past it (the mark may
+	// become the record's Since) and before its rules count as told.
+	if e.opts.Checkpoint != nil && !d.ledger.forgotten.Load() {
+		e.opts.Checkpoint.Record(d.ledger.gvr, Mark{Object: d.obj, Deleted: d.typ == config.Deleted})
+		if d.informs {
+			d.ledger.informed(d.rules)
+		}
+	}
 	if d.src != nil {
 		d.src.marks.done(d.rv)
 	}
-	if e.opts.Checkpoint == nil || d.ledger.forgotten.Load() {
-		return
-	}
-	if d.informs {
-		d.ledger.informed(d.rules)
-	}
-	e.opts.Checkpoint.Record(d.ledger.gvr, Mark{Object: d.obj, Deleted: d.typ == config.Deleted})
 }
 
 // process matches d against the rules it was admitted for (once), logs

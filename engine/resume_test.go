@@ -177,3 +177,41 @@ func TestResumeAcrossRestarts(t *testing.T) {
 		t.Errorf("the record starts at %d, want 7 (the first run's list)", got)
 	}
 }
+
+// TestSinceFollowsDelivery: a listed resource's Since moves up to the lowest
+// mark of its watches: not past an event still in flight, so that an ADDED
+// undelivered at a restart is news after it, and up to the newest event
+// once everything was delivered.
+func TestSinceFollowsDelivery(t *testing.T) {
+	cp := newMemCheckpoint()
+	r := startRun(t, cp)
+	r.rsc.ledger.bind(compileRules(t, "resources:\n  - {gvr: v1/configmaps}\n"))
+	w := &informer{key: watchKey{GVR: cmGVR, Namespace: "ns"}}
+	w.synced.Store(true)
+	r.rsc.watches[w.key] = w
+	l := r.rsc.ledger
+	l.admit(w, config.Added, obj("a", "ua", "5"), nil, true)
+	l.admit(w, config.Added, obj("b", "ub", "6"), nil, true)
+	w.marks.saw(7) // its list
+	r.rsc.desired = map[watchKey]bool{w.key: true}
+	w.listed.Store(7)
+	r.e.listed(r.rsc)
+	r.deliver("a")
+	r.deliver("b")
+	l.admit(w, config.Added, obj("c", "uc", "8"), nil, false)
+	l.admit(w, config.Updated, obj("b", "ub", "9"), obj("b", "ub", "6"), false)
+	r.deliver("b")
+	since := func() uint64 {
+		r.e.advanceSince()
+		cp.mu.Lock()
+		defer cp.mu.Unlock()
+		return cp.binding.Since
+	}
+	if got := since(); got != 7 {
+		t.Errorf("Since %d with c@8 in flight, want 7", got)
+	}
+	r.deliver("c")
+	if got := since(); got != 9 {
+		t.Errorf("Since %d once all was delivered, want 9", got)
+	}
+}

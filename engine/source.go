@@ -154,6 +154,7 @@ func (e *Engine) listWatch(w *informer) cache.ListerWatcher {
 	opts := object.Options{KeepLastApplied: e.opts.KeepLastApplied, MetadataOnly: !w.key.Bodies}
 	noteListed := func(rv string) {
 		n, _ := object.ParseRV(rv)
+		w.marks.saw(n) // its cache is complete up to the list
 		if w.listed.Swap(n) != 0 {
 			// Its watch could not resume where it stopped (as on 410 Gone: the
 			// server's history was compacted past it): the ledger turns

@@ -43,7 +43,7 @@ const FileName = "ledger.db"
 var (
 	metaBucket = []byte("faro")
 	formatKey  = []byte("format")
-	format     = []byte("faro-ledger/1")
+	format     = []byte("faro-ledger/2")
 	// A resource's bucket keeps its binding (engine.Binding) under keys
 	// that start with '!', which no UID does.
 	sinceKey = []byte("!since")
