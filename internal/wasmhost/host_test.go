@@ -408,8 +408,8 @@ func TestSandbox(t *testing.T) {
 		if err := json.Unmarshal(res.Records[0], &got); err != nil {
 			t.Fatal(err)
 		}
-		if len(got.Env) != 0 || got.Args != 0 || !got.FS {
-			t.Errorf("guest sees env %q, %d args, filesystem refused: %v", got.Env, got.Args, got.FS)
+		if !slices.Equal(got.Env, []string{"GOGC=25"}) || got.Args != 0 || !got.FS {
+			t.Errorf("guest sees env %q (want only GOGC=25), %d args, filesystem refused: %v", got.Env, got.Args, got.FS)
 		}
 		if d := time.Since(time.Unix(got.Now, 0)); d < -time.Minute || d > time.Minute {
 			t.Errorf("guest clock is %v off", d)
