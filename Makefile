@@ -44,9 +44,11 @@ test: vet test-unit test-e2e
 
 vet:
 	$(GO) vet ./...
+	$(GO) vet -tags pprof ./internal/metrics
 
 test-unit:
 	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v /test/e2e)
+	$(GO) test -race -count=1 -tags pprof -run Pprof ./internal/metrics
 
 test-e2e: testenv
 	$(GO) test -count=1 -timeout 20m ./test/e2e/...
@@ -81,7 +83,8 @@ fuzz:
 
 ## bench-e2e: faro processes against a plain informer on the local cluster: initial list of N ConfigMaps
 ## (time, peak RSS) and CPU per update; one table (`N=100000 make bench-e2e` for the large run).
-## PROFILES=DIR also writes each Faro contender's heap profile (after the list) into DIR.
+## PROFILES=DIR also writes each Faro contender's heap profile (after the list) into DIR
+## (Faro is then built with -tags pprof, the build that serves --pprof-bind-address).
 N         ?= 10000
 PROFILES  ?=
 bench-e2e: testenv

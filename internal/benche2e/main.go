@@ -54,7 +54,7 @@ func main() {
 	n := flag.Int("n", 10000, "ConfigMaps listed initially")
 	updates := flag.Int("updates", 2000, "updates of existing ConfigMaps per contender (at most n)")
 	faroBin := flag.String("faro", "", "faro binary (default: built from ./cmd/faro into a temporary folder, as the image builds it)")
-	profiles := flag.String("heap-profiles", "", "folder to write each Faro contender's heap profile into, taken once it handled the initial events")
+	profiles := flag.String("heap-profiles", "", "folder to write each Faro contender's heap profile into, taken once it handled the initial events\n(Faro is then built with -tags pprof, which links the profiling code)")
 	flag.Parse()
 	if err := run(*n, min(*updates, *n), *faroBin, *profiles); err != nil {
 		fmt.Fprintln(os.Stderr, "benche2e:", err)
@@ -80,10 +80,10 @@ type contender struct {
 // build builds the command pkg into dir as the image builds Faro (static,
 // without symbols; see the Makefile's image target), so that every
 // contender's binary is built alike, and returns its path.
-func build(dir, pkg string) (string, error) {
+func build(dir, pkg string, flags ...string) (string, error) {
 	out := filepath.Join(dir, filepath.Base(pkg))
-	fmt.Fprintln(os.Stderr, "building", out)
-	cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", out, pkg)
+	fmt.Fprintln(os.Stderr, "building", out, strings.Join(flags, " "))
+	cmd := exec.Command("go", append(append([]string{"build", "-trimpath", "-ldflags=-s -w"}, flags...), "-o", out, pkg)...)
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if msg, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("go build %s: %w\n%s", pkg, err, msg)
@@ -112,7 +112,11 @@ func run(n, updates int, faroBin, profiles string) error {
 		}
 	}
 	if faroBin == "" {
-		if faroBin, err = build(tmp, "./cmd/faro"); err != nil {
+		var flags []string
+		if profiles != "" {
+			flags = []string{"-tags", "pprof"} // a binary that serves its profiles
+		}
+		if faroBin, err = build(tmp, "./cmd/faro", flags...); err != nil {
 			return err
 		}
 	}

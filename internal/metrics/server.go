@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"net/http/pprof"
 	"sync"
 	"time"
 
@@ -19,8 +18,10 @@ type ServerOptions struct {
 	MetricsAddr string
 	// ProbeAddr serves /healthz and /readyz; "" or "0" turns it off.
 	ProbeAddr string
-	// PprofAddr serves Go's profiles under /debug/pprof/ (net/http/pprof);
-	// "" or "0" turns it off.
+	// PprofAddr serves Go's profiles under /debug/pprof/ (net/http/pprof)
+	// in a binary built with -tags pprof (elsewhere it is an error, so
+	// that the profiling code is not in every binary); "" or "0" turns it
+	// off.
 	PprofAddr string
 	// Probes holds the checks; nil serves probes without checks: /healthz
 	// passes, /readyz fails until a readiness check is added.
@@ -75,11 +76,10 @@ func NewServer(opts ServerOptions) (*Server, error) {
 	}
 	if on(opts.PprofAddr) {
 		mux := http.NewServeMux()
-		mux.HandleFunc("/debug/pprof/", pprof.Index)
-		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		if !handlePprof(mux) {
+			s.close()
+			return nil, errors.New("--pprof-bind-address: this faro is built without profiling (build it with -tags pprof)")
+		}
 		addr, err := s.listen("--pprof-bind-address", opts.PprofAddr, mux)
 		if err != nil {
 			s.close()

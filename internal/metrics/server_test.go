@@ -296,9 +296,16 @@ func TestServerAddresses(t *testing.T) {
 	}
 }
 
-// TestPprof: the profiles are served on their own listener when asked for.
+// TestPprof: the profiles are served on their own listener when asked for
+// in a binary built with -tags pprof; without it, asking is an error.
 func TestPprof(t *testing.T) {
 	s, err := NewServer(ServerOptions{PprofAddr: "127.0.0.1:0"})
+	if !pprofBuilt {
+		if err == nil || !strings.Contains(err.Error(), "-tags pprof") {
+			t.Fatalf("NewServer without the pprof tag: %v, want an error naming the tag", err)
+		}
+		return
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
