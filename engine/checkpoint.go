@@ -6,6 +6,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/faro-dev/faro/internal/object"
 )
@@ -65,16 +66,7 @@ const sinceEvery = time.Second
 // keepSince moves every listed resource's Binding.Since up to how far the
 // events of its watches were delivered, every sinceEvery until ctx is done.
 func (e *Engine) keepSince(ctx context.Context) {
-	t := time.NewTicker(sinceEvery)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		e.advanceSince()
-	}
+	wait.UntilWithContext(ctx, func(context.Context) { e.advanceSince() }, sinceEvery)
 }
 
 // advanceSince moves each listed resource's Since up to the lowest mark of
