@@ -411,7 +411,7 @@ resources:
 }
 
 // TestShutdownWithEventInBackoff: an event whose plugin fails is backing
-// off when Faro is told to stop. Without state_dir it is delivered before
+// off when Faro gets SIGTERM. Without state_dir it is delivered before
 // Faro exits (within the drain timeout); with state_dir Faro exits without
 // waiting and delivers it after the restart.
 func TestShutdownWithEventInBackoff(t *testing.T) {
@@ -458,33 +458,38 @@ resources:
 			if withState {
 				extra = "state_dir: " + t.TempDir()
 			}
-			f := startFaro(t, config(ns, extra))
+			cfg := configFile(t, config(ns, extra))
+			p := startProcess(t, cfg, "--log-level", "debug")
 			createCM(t, ns, "x", nil)
-			f.waitEvent(msg("ADDED", "v1/configmaps", ns+"/x"), waitTime)
+			p.waitFor(t, "the ADDED", hasMsg(msg("ADDED", "v1/configmaps", ns+"/x")))
 			failing.Store(true)
 			updateCM(t, ns, "x", "1")
-			f.waitDiag(waitTime, "event failed; retrying", ns+"/x")
-			stopped := make(chan struct{})
-			go func() {
-				f.stop()
-				close(stopped)
-			}()
+			p.waitFor(t, "the update's first failure", func([]event) bool {
+				return countLines(strings.Split(p.stderr.String(), "\n"), "event failed; retrying", ns+"/x") > 0
+			})
+			if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+				t.Fatal(err)
+			}
 			if !withState {
 				time.Sleep(300 * time.Millisecond) // stopping: the event is still backing off
 				failing.Store(false)
-				<-stopped
+				if err := <-p.exited; err != nil {
+					t.Fatalf("faro exited with %v after SIGTERM:\n%s", err, p.stderr.String())
+				}
 				if !received(ns) {
 					t.Fatal("the event in backoff was not delivered before Faro exited")
 				}
 				return
 			}
-			<-stopped
+			if err := <-p.exited; err != nil {
+				t.Fatalf("faro exited with %v after SIGTERM:\n%s", err, p.stderr.String())
+			}
 			failing.Store(false)
 			if received(ns) {
 				t.Fatal("delivered although the webhook failed until Faro stopped")
 			}
-			f2 := startFaro(t, config(ns, extra))
-			f2.waitEvent(msg("UPDATED", "v1/configmaps", ns+"/x"), waitTime)
+			p2 := startProcess(t, cfg)
+			p2.waitFor(t, "the UPDATED after the restart", hasMsg(msg("UPDATED", "v1/configmaps", ns+"/x")))
 			deadline := time.Now().Add(waitTime)
 			for !received(ns) {
 				if time.Now().After(deadline) {
