@@ -133,6 +133,8 @@ type resourceLedger struct {
 	told      map[string]bool
 	informing map[string]int
 	save      func(*Binding)
+	// unrecord drops an object from the checkpoint (nil without one).
+	unrecord func(types.UID)
 	// overlap is set while a replaced watch still runs beside its
 	// successor: deletions are then kept as tombstones (oldest first in
 	// tombs, at most maxTombstones).
@@ -354,7 +356,13 @@ func (l *resourceLedger) sweep(scopes []listedScope) {
 		}
 		switch {
 		case i < 0:
+			// Out of every watch's scope: no rule hears of it, and the
+			// checkpoint forgets it too, so that a scope widened again
+			// after a restart reports it as initial, as it would now.
 			l.drop(e)
+			if l.unrecord != nil {
+				l.unrecord(e.uid)
+			}
 		case cached != nil:
 			// The state held is taken from the covering cache when it is
 			// the same version: no stopped watch's cache stays referenced

@@ -8,6 +8,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/faro-dev/faro/config"
 	"github.com/faro-dev/faro/internal/object"
@@ -148,6 +149,9 @@ func (e *Engine) newResource(api apiResource) *resource {
 	l.since = e.appeared[api.GVR]
 	if cp := e.opts.Checkpoint; cp != nil {
 		l.save = func(b *Binding) { cp.Bind(api.GVR, b) }
+		l.unrecord = func(uid types.UID) {
+			cp.Record(api.GVR, Mark{Object: object.Identity(api.GVR.GroupVersion().String(), api.Kind, "", "", uid, ""), Deleted: true})
+		}
 		r := cp.Resume(api.GVR)
 		for _, o := range r.Objects {
 			rv, _ := object.ParseRV(o.ResourceVersion)

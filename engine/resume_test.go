@@ -6,6 +6,7 @@ import (
 	"sync"
 	"testing"
 
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 
@@ -213,5 +214,28 @@ func TestSinceFollowsDelivery(t *testing.T) {
 	r.deliver("c")
 	if got := since(); got != 9 {
 		t.Errorf("Since %d once all was delivered, want 9", got)
+	}
+}
+
+// TestSweepForgetsOutOfScopeInCheckpoint: an object no watch covers any
+// more (the scope narrowed) leaves the checkpoint too, so that a scope
+// widened again after a restart reports it as initial.
+func TestSweepForgetsOutOfScopeInCheckpoint(t *testing.T) {
+	cp := newMemCheckpoint()
+	r := startRun(t, cp)
+	l := r.rsc.ledger
+	l.bind(compileRules(t, "resources:\n  - {gvr: v1/configmaps}\n"))
+	l.admit(nil, config.Added, obj("a", "ua", "5"), nil, true)
+	r.deliver("a")
+	if _, ok := cp.objects["ua"]; !ok {
+		t.Fatal("the delivered ADDED was not recorded")
+	}
+	l.sweep([]listedScope{{namespace: "elsewhere", selector: labels.Everything(), listed: 9,
+		get: func(nsName) *object.Object { return nil }}})
+	if _, ok := cp.objects["ua"]; ok {
+		t.Error("an object out of every watch's scope is still in the checkpoint")
+	}
+	if q := r.queued(); len(q) != 0 {
+		t.Errorf("the sweep queued %q for an object out of scope", q)
 	}
 }
