@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"slices"
 	"time"
 
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -70,26 +71,36 @@ func (e *Engine) keepSince(ctx context.Context) {
 }
 
 // advanceSince moves each listed resource's Since up to the lowest mark of
-// its watches (every event at or below it was delivered), once all of them
-// have listed.
+// its watches (every event at or below it was delivered) and of the stopped
+// ones whose events are still queued, once all of them have listed.
 func (e *Engine) advanceSince() {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for _, rsc := range e.resources {
+		rsc.retired = slices.DeleteFunc(rsc.retired, func(w *informer) bool { return !w.marks.busy() })
 		if !rsc.listed || len(rsc.watches) == 0 {
 			continue
 		}
 		var low uint64
+		ok := true
 		for _, w := range rsc.watches {
 			m := w.marks.mark()
-			if !w.synced.Load() || m == 0 {
-				low = 0
-				break
-			}
-			if low == 0 || m < low {
-				low = m
-			}
+			ok = ok && w.synced.Load() && m != 0
+			low = minMark(low, m)
 		}
-		rsc.ledger.advance(low)
+		for _, w := range rsc.retired {
+			low = minMark(low, w.marks.mark())
+		}
+		if ok {
+			rsc.ledger.advance(low)
+		}
 	}
+}
+
+// minMark is the lower of two marks, where 0 is none yet.
+func minMark(a, b uint64) uint64 {
+	if a == 0 {
+		return b
+	}
+	return min(a, b)
 }

@@ -88,6 +88,9 @@ func (l *resourceLedger) drop(e *entry) {
 	}
 }
 
+// noRules is the rule list of an event no rule hears of.
+var noRules = []*rules.Rule{}
+
 // maxTombstones bounds the tombstones a resource keeps while its watches
 // overlap (a replacement that cannot list keeps the overlap open).
 const maxTombstones = 10_000
@@ -133,8 +136,6 @@ type resourceLedger struct {
 	told      map[string]bool
 	informing map[string]int
 	save      func(*Binding)
-	// unrecord drops an object from the checkpoint (nil without one).
-	unrecord func(types.UID)
 	// overlap is set while a replaced watch still runs beside its
 	// successor: deletions are then kept as tombstones (oldest first in
 	// tombs, at most maxTombstones).
@@ -162,9 +163,10 @@ func (l *resourceLedger) admit(src *informer, typ config.EventType, obj, old *ob
 	defer l.mu.Unlock()
 	defer l.release() // this event may give the last body held rules wait for
 	if src != nil {
-		src.marks.saw(rv)
 		l.src, l.srcRV = src, rv
-		defer func() { l.src, l.srcRV = nil, 0 }()
+		// Seen once what it gives is queued, so that the informer's mark
+		// never passes an event not yet counted as pending.
+		defer func() { src.marks.saw(rv); l.src, l.srcRV = nil, 0 }()
 	}
 	if !isInt && !l.warnedNonInt {
 		l.warnedNonInt = true
@@ -356,12 +358,15 @@ func (l *resourceLedger) sweep(scopes []listedScope) {
 		}
 		switch {
 		case i < 0:
-			// Out of every watch's scope: no rule hears of it, and the
-			// checkpoint forgets it too, so that a scope widened again
-			// after a restart reports it as initial, as it would now.
+			// Out of every watch's scope: no rule hears of it. With a
+			// checkpoint, a DELETED for no rule, queued behind the
+			// object's events, removes it there too, so that a scope
+			// widened again after a restart reports it as initial, as it
+			// would now.
 			l.drop(e)
-			if l.unrecord != nil {
-				l.unrecord(e.uid)
+			if l.save != nil {
+				l.deliver(delivery{typ: config.Deleted, rules: noRules,
+					obj: object.Identity(l.gvr.GroupVersion().String(), l.kind, k.namespace, k.name, e.uid, "")})
 			}
 		case cached != nil:
 			// The state held is taken from the covering cache when it is

@@ -8,7 +8,6 @@ import (
 
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/faro-dev/faro/config"
 	"github.com/faro-dev/faro/internal/object"
@@ -29,6 +28,9 @@ type resource struct {
 	sweep bool
 	// listed is set once every desired informer has listed.
 	listed bool
+	// retired are stopped informers whose events are still queued: how
+	// far they were delivered still bounds the record's Since.
+	retired []*informer
 }
 
 // ReconcileResult says what a reconcile changed.
@@ -149,9 +151,6 @@ func (e *Engine) newResource(api apiResource) *resource {
 	l.since = e.appeared[api.GVR]
 	if cp := e.opts.Checkpoint; cp != nil {
 		l.save = func(b *Binding) { cp.Bind(api.GVR, b) }
-		l.unrecord = func(uid types.UID) {
-			cp.Record(api.GVR, Mark{Object: object.Identity(api.GVR.GroupVersion().String(), api.Kind, "", "", uid, ""), Deleted: true})
-		}
 		r := cp.Resume(api.GVR)
 		for _, o := range r.Objects {
 			rv, _ := object.ParseRV(o.ResourceVersion)

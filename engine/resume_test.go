@@ -215,11 +215,33 @@ func TestSinceFollowsDelivery(t *testing.T) {
 	if got := since(); got != 9 {
 		t.Errorf("Since %d once all was delivered, want 9", got)
 	}
+
+	// A replaced watch stops with an event still queued: until that is
+	// delivered it bounds Since, although its successor saw more.
+	w.cancel, w.done = func() {}, make(chan struct{})
+	close(w.done)
+	next := &informer{key: watchKey{GVR: cmGVR, Namespace: "ns", Bodies: true}}
+	next.synced.Store(true)
+	r.rsc.watches[next.key] = next
+	l.admit(w, config.Updated, obj("c", "uc", "10"), obj("c", "uc", "8"), false)
+	next.marks.saw(12)
+	r.e.stopInformer(r.rsc, w)
+	if got := since(); got != 9 {
+		t.Errorf("Since %d with the stopped watch's c@10 queued, want 9", got)
+	}
+	r.deliver("c")
+	if got := since(); got != 12 {
+		t.Errorf("Since %d once the stopped watch's events were delivered, want 12", got)
+	}
+	if len(r.rsc.retired) != 0 {
+		t.Errorf("%d stopped watches kept after their events were delivered", len(r.rsc.retired))
+	}
 }
 
 // TestSweepForgetsOutOfScopeInCheckpoint: an object no watch covers any
-// more (the scope narrowed) leaves the checkpoint too, so that a scope
-// widened again after a restart reports it as initial.
+// more (the scope narrowed) leaves the checkpoint too, behind its events
+// still queued and without a rule hearing of it, so that a scope widened
+// again after a restart reports it as initial.
 func TestSweepForgetsOutOfScopeInCheckpoint(t *testing.T) {
 	cp := newMemCheckpoint()
 	r := startRun(t, cp)
@@ -227,15 +249,19 @@ func TestSweepForgetsOutOfScopeInCheckpoint(t *testing.T) {
 	l.bind(compileRules(t, "resources:\n  - {gvr: v1/configmaps}\n"))
 	l.admit(nil, config.Added, obj("a", "ua", "5"), nil, true)
 	r.deliver("a")
-	if _, ok := cp.objects["ua"]; !ok {
-		t.Fatal("the delivered ADDED was not recorded")
-	}
+	l.admit(nil, config.Updated, obj("a", "ua", "6"), obj("a", "ua", "5"), false)
 	l.sweep([]listedScope{{namespace: "elsewhere", selector: labels.Everything(), listed: 9,
 		get: func(nsName) *object.Object { return nil }}})
+	got := []string{r.deliver("a")}
+	o := r.e.pending.items[objKey{gvr: l.gvrKey, Namespace: "ns", Name: "a"}]
+	if o == nil || len(o.events[0].rules) != 0 {
+		t.Fatalf("after the sweep, the object's queue holds %v: want a DELETED for no rule", r.queued())
+	}
+	got = append(got, r.deliver("a"))
+	if want := []string{"UPDATED a ua@6 old=ua@5", "DELETED a ua@ (new rules)"}; !slices.Equal(got, want) {
+		t.Errorf("delivered %q, want %q", got, want)
+	}
 	if _, ok := cp.objects["ua"]; ok {
 		t.Error("an object out of every watch's scope is still in the checkpoint")
-	}
-	if q := r.queued(); len(q) != 0 {
-		t.Errorf("the sweep queued %q for an object out of scope", q)
 	}
 }

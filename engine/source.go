@@ -154,7 +154,6 @@ func (e *Engine) listWatch(w *informer) cache.ListerWatcher {
 	opts := object.Options{KeepLastApplied: e.opts.KeepLastApplied, MetadataOnly: !w.key.Bodies}
 	noteListed := func(rv string) {
 		n, _ := object.ParseRV(rv)
-		w.marks.saw(n) // its cache is complete up to the list
 		if w.listed.Swap(n) != 0 {
 			// Its watch could not resume where it stopped (as on 410 Gone: the
 			// server's history was compacted past it): the ledger turns
@@ -220,6 +219,9 @@ func resourcePath(gvr schema.GroupVersionResource, ns string) []string {
 // over. Called with e.mu held.
 func (e *Engine) stopInformer(rsc *resource, w *informer) {
 	delete(rsc.watches, w.key)
+	if w.marks.busy() {
+		rsc.retired = append(rsc.retired, w)
+	}
 	w.cancel()
 	<-w.done
 	metrics.AddInformers(-1)

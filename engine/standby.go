@@ -52,6 +52,13 @@ func (m *watchMarks) done(rv uint64) {
 	}
 }
 
+// busy reports whether events of the informer are queued.
+func (m *watchMarks) busy() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.pending.Len() > 0
+}
+
 // mark returns the version up to which every event was delivered.
 func (m *watchMarks) mark() uint64 {
 	m.mu.Lock()

@@ -94,7 +94,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	var serving metrics.ServerOptions
 	fs.StringVar(&serving.MetricsAddr, "metrics-bind-address", ":8080", `address /metrics is served on ("0" turns it off)`)
 	fs.StringVar(&serving.ProbeAddr, "health-probe-bind-address", ":8081", `address /healthz and /readyz are served on ("0" turns it off)`)
-	fs.StringVar(&serving.PprofAddr, "pprof-bind-address", "0", `address Go's profiles are served on, under /debug/pprof/ ("0", the default, turns it off)`)
+	fs.StringVar(&serving.PprofAddr, "pprof-bind-address", "0", `address Go's profiles are served on, under /debug/pprof/, in a faro built with -tags pprof ("0", the default, turns it off)`)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0

@@ -197,7 +197,9 @@ func TestResourceServedLater(t *testing.T) {
 	}
 	f.waitDiag(waitTime, "informer synced", gvrText)
 	createWidget(t, v1, ns, "new-1")
-	f.waitEvent(msg("ADDED", gvrText, ns+"/new-1"), waitTime)
+	for _, n := range []string{"old-1", "old-2", "new-1"} {
+		f.waitEvent(msg("ADDED", gvrText, ns+"/"+n), waitTime)
+	}
 	got := map[string]bool{}
 	for _, e := range f.snapshot() {
 		if e.GVR == gvrText && e.Type == "ADDED" {

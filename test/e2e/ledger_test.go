@@ -218,6 +218,19 @@ func startProcess(t *testing.T, cfg string, args ...string) *faroProcess {
 	return p
 }
 
+// waitExit waits at most d for the process to exit 0 (after a SIGTERM).
+func (p *faroProcess) waitExit(t *testing.T, d time.Duration) {
+	t.Helper()
+	select {
+	case err := <-p.exited:
+		if err != nil {
+			t.Fatalf("faro exited with %v:\n%s", err, p.stderr.String())
+		}
+	case <-time.After(d):
+		t.Fatalf("faro still running %v after SIGTERM:\n%s", d, p.stderr.String())
+	}
+}
+
 func (p *faroProcess) snapshot() []event {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -328,9 +341,7 @@ func TestResumeAfterKill(t *testing.T) {
 
 	// A torn ledger is refused, naming the file; it is not reset.
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	if err := <-p.exited; err != nil {
-		t.Fatalf("faro exited with %v after SIGTERM:\n%s", err, p.stderr.String())
-	}
+	p.waitExit(t, 30*time.Second)
 	ledger := filepath.Join(filepath.Dir(cfg), "state", "ledger.db")
 	data, err := os.ReadFile(ledger)
 	if err != nil {
@@ -473,17 +484,15 @@ resources:
 			if !withState {
 				time.Sleep(300 * time.Millisecond) // stopping: the event is still backing off
 				failing.Store(false)
-				if err := <-p.exited; err != nil {
-					t.Fatalf("faro exited with %v after SIGTERM:\n%s", err, p.stderr.String())
-				}
+				p.waitExit(t, 30*time.Second)
 				if !received(ns) {
 					t.Fatal("the event in backoff was not delivered before Faro exited")
 				}
 				return
 			}
-			if err := <-p.exited; err != nil {
-				t.Fatalf("faro exited with %v after SIGTERM:\n%s", err, p.stderr.String())
-			}
+			// With state_dir it does not wait for the backoff (retries go
+			// on for minutes at max_retries: 50).
+			p.waitExit(t, 10*time.Second)
 			failing.Store(false)
 			if received(ns) {
 				t.Fatal("delivered although the webhook failed until Faro stopped")

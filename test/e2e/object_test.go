@@ -115,7 +115,7 @@ resources:
 	olds := 0
 	for _, r := range f.records("echo") {
 		var rec struct {
-			Type, RV  string
+			Type      string
 			Object    map[string]any
 			OldObject map[string]any `json:"old_object"`
 		}
