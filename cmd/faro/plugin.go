@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -265,16 +266,16 @@ func readObjects(name string, stdin io.Reader, opts object.Options) ([]*unstruct
 	if err != nil {
 		return nil, err
 	}
+	raw, err := yaml.YAMLToJSON(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
 	var obj map[string]any
-	if err := yaml.Unmarshal(data, &obj); err != nil {
+	if err := json.Unmarshal(raw, &obj); err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	if obj == nil {
 		return nil, fmt.Errorf("%s: not an object", name)
-	}
-	raw, err := yaml.YAMLToJSON(data)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	var objects []*object.Object
 	if (&unstructured.Unstructured{Object: obj}).IsList() {
