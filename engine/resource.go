@@ -230,8 +230,8 @@ func (e *Engine) listed(rsc *resource) {
 	rsc.listed = true
 	var first uint64
 	for k := range rsc.desired {
-		if rv := rsc.watches[k].listed.Load(); rv != 0 && (first == 0 || rv < first) {
-			first = rv
+		if rv := rsc.watches[k].listed.Load(); rv != 0 {
+			first = minMark(first, rv)
 		}
 	}
 	rsc.ledger.listed(first)

@@ -67,10 +67,7 @@ func (e *Event) FieldJSON(pointer string) ([]byte, error) {
 		}
 		p := docFields[i].ptr(e)
 		if obj, isObj := p.(*map[string]any); isObj {
-			if *obj == nil {
-				return nil, nil
-			}
-			v, ok := Lookup(*obj, rest)
+			v, ok := lookupDoc(*obj, rest)
 			if !ok {
 				return nil, nil
 			}
