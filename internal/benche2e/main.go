@@ -21,7 +21,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -175,7 +174,7 @@ func run(n, updates int, faroBin, profiles string) error {
 			ct.args = []string{faroBin, "--config", path, "--kubeconfig", c.Kubeconfig, "--log-format", "json",
 				"--metrics-bind-address", "0", "--health-probe-bind-address", "0"}
 			if profiles != "" {
-				if ct.pprof, err = freeAddr(); err != nil {
+				if ct.pprof, err = testcluster.FreeAddr(); err != nil {
 					return err
 				}
 				ct.profile = filepath.Join(profiles, fmt.Sprintf("heap-%d-%d.pb.gz", n, round))
@@ -349,16 +348,6 @@ func measure(ctx context.Context, ct contender, n, updates int, update func() er
 	case <-time.After(30 * time.Second):
 	}
 	return r, ctx.Err()
-}
-
-// freeAddr returns a loopback address with a port free at the moment.
-func freeAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
 }
 
 // saveHeapProfile writes the heap profile Faro serves on addr to path.

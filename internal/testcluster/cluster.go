@@ -148,6 +148,17 @@ func (c *Cluster) StartAPIServer() error {
 	return c.env.ControlPlane.GetAPIServer().Start()
 }
 
+// FreeAddr returns a loopback address whose port is free at the moment, for
+// a process under test to listen on.
+func FreeAddr() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
+
 // SetWatchCache turns the kube-apiserver's watch cache on or off from its
 // next start. Without it, watches are served by etcd itself, so a watch
 // that resumes from a resource version etcd compacted away gets 410 Gone
